@@ -1,0 +1,212 @@
+"""Typed config schema: the single definition of every knob a run has.
+
+The dataclasses below are registered in Hydra's ConfigStore by ``run.py``; each YAML option in
+``conf/`` extends one of them, so an unknown key or a wrong type is rejected while composing.
+Ranges and cross-field rules live in ``__post_init__`` and are checked when the composed
+config is turned into these objects (:func:`to_config`), before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from spacing.errors import ConfigError
+
+SCHEDULES = ("periodic", "random")
+DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("constant", "multistep", "cosine")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class AugmentConfig:
+    """Train-time augmentation, applied to whole batches (see spacing.data.augment)."""
+
+    crop_padding: int = 0
+    hflip: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.crop_padding >= 0, f"dataset.augment.crop_padding must be >= 0; got {self.crop_padding}.")
+
+
+@dataclass
+class DatasetConfig:
+    """Where the data comes from and how it is split; `name` selects the loader."""
+
+    name: str = MISSING
+    root: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            0.0 <= self.val_fraction < 1.0,
+            f"dataset.val_fraction must be in [0, 1) (0 = no validation split); got {self.val_fraction}.",
+        )
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    """Generated class-prototype images: learnable, instant, no files (for tests and smoke runs)."""
+
+    num_classes: int = 4
+    train_size: int = 512
+    test_size: int = 256
+    image_size: int = 8
+    channels: int = 1
+    noise: float = 0.35
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.num_classes >= 2, f"dataset.num_classes must be >= 2; got {self.num_classes}.")
+        _require(self.train_size >= self.num_classes, "dataset.train_size must be at least dataset.num_classes.")
+        _require(self.test_size >= 1, f"dataset.test_size must be >= 1; got {self.test_size}.")
+        _require(self.image_size >= 4, f"dataset.image_size must be >= 4; got {self.image_size}.")
+        _require(self.channels in (1, 3), f"dataset.channels must be 1 or 3; got {self.channels}.")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture choice; `width` is the channel count of the first stage (null: the model's own default)."""
+
+    name: str = MISSING
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.width is None or self.width >= 1, f"model.width must be >= 1; got {self.width}.")
+
+
+@dataclass
+class MethodConfig:
+    """What every method shares: when its ensemble is refreshed.
+
+    `interval` is in epochs (0 = massed: every step; inf = offline, KD only); `schedule` is
+    `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
+    """
+
+    name: str = MISSING
+    interval: float = 0.0
+    schedule: str = "periodic"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.interval >= 0 and not math.isnan(self.interval),
+            f"method.interval must be >= 0 epochs (0 = massed, inf = offline KD); got {self.interval}.",
+        )
+        _require(
+            self.schedule in SCHEDULES,
+            f"method.schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'.",
+        )
+
+
+@dataclass
+class TrainerConfig:
+    """The optimisation recipe shared by all methods (paper: SGD 0.9, wd 5e-4, lr 0.01)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    lr_schedule: str = "constant"
+    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
+    gamma: float = 0.2
+    device: str = "auto"
+    log_every: int = 20
+    resume: bool = True
+    keep_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"trainer.epochs must be >= 1; got {self.epochs}.")
+        _require(self.batch_size >= 1, f"trainer.batch_size must be >= 1; got {self.batch_size}.")
+        _require(self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1; got {self.eval_batch_size}.")
+        _require(self.lr > 0, f"trainer.lr must be > 0; got {self.lr}.")
+        _require(0 <= self.momentum < 1, f"trainer.momentum must be in [0, 1); got {self.momentum}.")
+        _require(self.weight_decay >= 0, f"trainer.weight_decay must be >= 0; got {self.weight_decay}.")
+        _require(
+            not self.nesterov or self.momentum > 0,
+            "trainer.nesterov=true needs trainer.momentum > 0.",
+        )
+        _require(
+            self.lr_schedule in LR_SCHEDULES,
+            f"trainer.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got '{self.lr_schedule}'.",
+        )
+        _require(0 < self.gamma <= 1, f"trainer.gamma must be in (0, 1]; got {self.gamma}.")
+        _require(
+            self.device in DEVICES or self.device.startswith("cuda:"),
+            f"trainer.device must be one of {', '.join(DEVICES)} (or cuda:N); got '{self.device}'.",
+        )
+        _require(self.log_every >= 1, f"trainer.log_every must be >= 1; got {self.log_every}.")
+
+
+@dataclass
+class Config:
+    """One run: data x model x method x trainer, and the seed of everything random."""
+
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    method: MethodConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"base": DatasetConfig, "synthetic": SyntheticDatasetConfig},
+    "model": {"base": ModelConfig},
+    "method": {"base": MethodConfig},
+    "trainer": {"base": TrainerConfig},
+}
+"""Schemas per config group, registered as ``schema/<group>/<name>`` for YAML options to extend."""
+
+
+def to_config(cfg: DictConfig | Config) -> Config:
+    """Turn a composed config into checked dataclass objects (runs every ``__post_init__``)."""
+    if isinstance(cfg, Config):
+        return cfg
+    _reject_unknown_keys(cfg, "")
+    try:
+        config = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, ConfigError) else None
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(f"invalid config: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    if not isinstance(config, Config):
+        raise ConfigError("the composed config is not a spacing Config; start from conf/config.yaml.")
+    return config
+
+
+def _reject_unknown_keys(node: DictConfig, prefix: str) -> None:
+    """Refuse keys a schema does not declare (Hydra lets ``+key=value`` add them to typed nodes)."""
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in node.keys():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key '{prefix}{key}'; valid keys under {prefix.rstrip('.') or 'the top level'}: "
+                    f"{', '.join(sorted(known))}."
+                )
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _reject_unknown_keys(child, f"{prefix}{key}.")
+
+
+def to_dict(cfg: DictConfig | Config) -> dict[str, Any]:
+    """Plain resolved dict of a config, as stored in the run record."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,21 @@
+"""Errors a user can cause and fix.
+
+Anything raised as a :class:`UserError` is shown as one sentence (no traceback) and ends the
+process with exit code 2; everything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem in the user's input (config, data location, hardware request) with a known fix."""
+
+
+class ConfigError(UserError):
+    """A config value is out of range or inconsistent with another one."""
+
+
+class DataError(UserError):
+    """A dataset is missing or malformed on disk."""
+
+
+class DeviceError(UserError):
+    """The requested device is not available on this machine."""

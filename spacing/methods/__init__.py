@@ -1,0 +1,20 @@
+"""Method registry: ``method.name`` -> the strategy class the runner plugs into its loop."""
+
+from __future__ import annotations
+
+from spacing.config import MethodConfig
+from spacing.errors import ConfigError
+from spacing.methods.base import Method, MethodContext, StepStats
+from spacing.methods.baseline import Baseline
+
+METHODS: dict[str, type[Method]] = {
+    "baseline": Baseline,
+}
+
+__all__ = ["METHODS", "Method", "MethodContext", "StepStats", "build_method"]
+
+
+def build_method(cfg: MethodConfig, ctx: MethodContext) -> Method:
+    if cfg.name not in METHODS:
+        raise ConfigError(f"unknown method.name '{cfg.name}'; valid choices: {', '.join(sorted(METHODS))}.")
+    return METHODS[cfg.name](cfg, ctx)

@@ -1,0 +1,137 @@
+"""The method plug-in interface: a strategy the one training loop drives.
+
+A method owns its models and optimizers, takes one training step per batch, and names its
+evaluation targets (``model``, ``ema``, ``student``, ...). The runner never asks which method
+it is running; everything method-specific happens behind this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from spacing.config import MethodConfig
+from spacing.data import Batch, TrainStream
+from spacing.models import StagedNet
+
+
+@dataclass
+class StepStats:
+    """Running sums of loss and correct predictions, kept on the device to avoid syncs."""
+
+    loss_sum: Tensor
+    correct: Tensor
+    count: int
+
+    @classmethod
+    def of(cls, loss: Tensor, logits: Tensor, labels: Tensor) -> StepStats:
+        """Stats of one batch from its mean loss and logits."""
+        n = int(labels.shape[0])
+        return cls(loss.detach().float() * n, (logits.detach().argmax(1) == labels).sum(), n)
+
+    def __add__(self, other: StepStats) -> StepStats:
+        return StepStats(self.loss_sum + other.loss_sum, self.correct + other.correct, self.count + other.count)
+
+    def summary(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over everything added so far."""
+        return float(self.loss_sum) / self.count, float(self.correct) / self.count
+
+
+@dataclass
+class MethodContext:
+    """What the runner gives a method: problem size, stream, and factories bound to the run's config."""
+
+    num_classes: int
+    in_channels: int
+    steps_per_epoch: int
+    epochs: int
+    device: torch.device
+    stream: TrainStream
+    seed: int
+    build_model: Callable[[str | None], StagedNet]
+    """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
+    build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+
+
+def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One optimizer update on `loss`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class Method(ABC):
+    """Base of every method. Subclasses set ``targets`` and implement the abstract methods."""
+
+    strength_name: ClassVar[str | None] = None
+    """Name of the config field that sets the method's variation strength (None if it has none)."""
+
+    targets: tuple[str, ...]
+    """Evaluation targets, in the order they are reported; the first is shown in the progress bar."""
+
+    def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+
+    @property
+    def strength(self) -> float | None:
+        return None if self.strength_name is None else float(getattr(self.cfg, self.strength_name))
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Every trainable or stateful module, by a stable name (used for modes and checkpoints)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer, by a stable name; the runner schedules their learning rates."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
+        """Train on one batch at global step `step` (0-based); stats per target that learned from it."""
+
+    @abstractmethod
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits of every target for a batch; called under no_grad after :meth:`eval_mode`."""
+
+    def train_mode(self) -> None:
+        for module in self.modules().values():
+            module.train()
+
+    def eval_mode(self) -> None:
+        for module in self.modules().values():
+            module.eval()
+
+    def end_epoch(self, epoch: int) -> dict[str, StepStats]:
+        """Hook after the last step of epoch `epoch` (0-based), before evaluation; may train more."""
+        return {}
+
+    def counters(self) -> dict[str, float]:
+        """The method's own counts (updates, replay rounds, ...), reported in the run record."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """State beyond modules and optimizers that a resumed run needs."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {name: m.state_dict() for name, m in self.modules().items()},
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers().items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.load_extra_state(state["extra"])

@@ -1,0 +1,158 @@
+"""The run record: ``result.json`` and ``history.csv`` in a run's output dir.
+
+These two files are the only interface between training and analysis. Both are rewritten
+atomically after every epoch, so a reader sees either the previous or the new version, and a
+run killed at any point leaves ``status: running`` (never ``completed``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from spacing.atomic import atomic_write_text
+
+RESULT_FILE = "result.json"
+HISTORY_FILE = "history.csv"
+HISTORY_COLUMNS = ("epoch", "target", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+STATUSES = ("running", "completed", "failed", "diverged")
+_PACKAGES = ("torch", "torchvision", "numpy", "omegaconf", "hydra-core", "submitit")
+
+
+def summarize(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per target: final, best-on-test and best-on-validation accuracies from the history rows.
+
+    ``test_acc`` is the last epoch's test accuracy; ``best_test_acc`` the best over epochs (what
+    the paper reports); ``test_acc_at_best_val`` the test accuracy at the epoch with the best
+    validation accuracy (the honest model-selection number). Ties go to the earliest epoch.
+    """
+    metrics: dict[str, dict[str, Any]] = {}
+    for target in dict.fromkeys(row["target"] for row in history):
+        rows = sorted((r for r in history if r["target"] == target), key=lambda r: r["epoch"])
+        best_test = max(rows, key=lambda r: r["test_acc"])
+        entry: dict[str, Any] = {
+            "test_acc": rows[-1]["test_acc"],
+            "best_test_acc": best_test["test_acc"],
+            "best_test_epoch": best_test["epoch"],
+            "val_acc": rows[-1]["val_acc"],
+            "best_val_acc": None,
+            "best_val_epoch": None,
+            "test_acc_at_best_val": None,
+        }
+        with_val = [r for r in rows if r["val_acc"] is not None]
+        if with_val:
+            best_val = max(with_val, key=lambda r: r["val_acc"])
+            entry.update(
+                best_val_acc=best_val["val_acc"],
+                best_val_epoch=best_val["epoch"],
+                test_acc_at_best_val=best_val["test_acc"],
+            )
+        metrics[target] = entry
+    return metrics
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran (with ``+dirty`` if it had local changes), or None outside git."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields that place a run in a sweep, read leniently so a bad config still gets a record."""
+    method = config.get("method") or {}
+    return {
+        "method": method.get("name"),
+        "interval": method.get("interval"),
+        "schedule": method.get("schedule"),
+        "strength_name": None,
+        "strength": None,
+        "seed": config.get("seed"),
+        "dataset": (config.get("dataset") or {}).get("name"),
+        "model": (config.get("model") or {}).get("name"),
+        "epochs": (config.get("trainer") or {}).get("epochs"),
+    }
+
+
+def read_result(out_dir: Path) -> dict[str, Any] | None:
+    """The run record in `out_dir`, or None when there is none (or it cannot be read)."""
+    try:
+        return json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunRecord:
+    """Builds and saves the run record of one output dir."""
+
+    def __init__(self, out_dir: Path, config: dict[str, Any]) -> None:
+        self.out_dir = out_dir
+        self.history: list[dict[str, Any]] = []
+        self.data: dict[str, Any] = {
+            "status": "running",
+            **identity(config),
+            "epochs_completed": 0,
+            "steps": 0,
+            "wall_time_s": 0.0,
+            "images_per_s": None,
+            "metrics": {},
+            "counters": {},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "finished_at": None,
+            "config": config,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "error": None,
+        }
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+
+    def add_epoch(self, rows: list[dict[str, Any]]) -> None:
+        """Append one epoch's history rows (one per target) and refresh the metrics."""
+        self.history.extend(rows)
+        self.data["epochs_completed"] = max(r["epoch"] for r in self.history)
+        self.data["metrics"] = summarize(self.history)
+
+    def restore_history(self, rows: list[dict[str, Any]]) -> None:
+        self.history = []
+        if rows:
+            self.add_epoch(rows)
+
+    def save(self, status: str = "running", error: str | None = None) -> None:
+        assert status in STATUSES, status
+        self.data["status"] = status
+        self.data["error"] = error
+        if status != "running":
+            self.data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.out_dir / HISTORY_FILE, buffer.getvalue())
+        atomic_write_text(self.out_dir / RESULT_FILE, json.dumps(self.data, indent=2) + "\n")

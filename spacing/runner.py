@@ -1,0 +1,315 @@
+"""The one training loop every method runs in.
+
+:func:`run` is what the CLI (and the tests) call: it turns a composed config into a run record
+in `out_dir`, resuming from the dir's checkpoint when there is one and skipping the run when
+the dir already holds a completed record of the same config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from spacing.atomic import atomic_write
+from spacing.config import Config, ModelConfig, to_config, to_dict
+from spacing.data import EvalSet, build_data
+from spacing.device import resolve_device
+from spacing.errors import ConfigError, UserError
+from spacing.methods import MethodContext, StepStats, build_method
+from spacing.models import build_model
+from spacing.optim import build_lr_schedule, build_optimizer
+from spacing.record import RunRecord, read_result
+from spacing.seeding import restore_rng_state, rng_state, seed_everything
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+RESUME_INSENSITIVE = (
+    ("trainer", "resume"),
+    ("trainer", "keep_checkpoint"),
+    ("trainer", "log_every"),
+    ("trainer", "device"),
+    ("trainer", "eval_batch_size"),
+    ("dataset", "root"),
+)
+"""Config keys that may differ between a run and its resumption: they do not change the numbers."""
+
+
+class Diverged(Exception):
+    """The training loss stopped being finite."""
+
+
+def run(cfg: DictConfig | Config, out_dir: Path | str) -> dict[str, Any]:
+    """Train one run into `out_dir` and return its run record (the content of result.json).
+
+    User errors (bad config, missing data, no GPU) are recorded as ``failed`` and re-raised as
+    :class:`UserError`; any other exception is recorded as ``failed`` and re-raised unchanged.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = to_dict(cfg)
+    previous = read_result(out_dir)
+    if previous is not None and previous.get("status") == "completed":
+        if _comparable(previous.get("config", {})) != _comparable(config_dict):
+            raise ConfigError(
+                f"{out_dir} already holds a completed run of a different config; "
+                "choose another output dir (hydra.run.dir=...) or move that one away."
+            )
+        if (config_dict.get("trainer") or {}).get("resume", True):
+            log.info("skipped: %s already holds a completed run of this config", out_dir)
+            return previous
+    record = RunRecord(out_dir, config_dict)
+    try:
+        config = to_config(cfg)
+        return Trainer(config, config_dict, record, out_dir).fit()
+    except UserError as exc:
+        record.save("failed", error=str(exc))
+        raise
+    except Exception as exc:
+        record.save("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` without the keys listed in RESUME_INSENSITIVE."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
+    for group, key in RESUME_INSENSITIVE:
+        if isinstance(out.get(group), dict):
+            out[group].pop(key, None)
+    return out
+
+
+@dataclass
+class Progress:
+    """Counters that survive a resume."""
+
+    epoch: int = 0
+    step: int = 0
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    images: int = 0
+
+
+class Trainer:
+    """Holds a run's data, method and schedules, and drives epochs of train + evaluate + save."""
+
+    def __init__(self, config: Config, config_dict: dict[str, Any], record: RunRecord, out_dir: Path) -> None:
+        self.config = config
+        self.config_dict = config_dict
+        self.record = record
+        self.out_dir = out_dir
+        trainer = config.trainer
+        seed_everything(config.seed)
+        self.device = resolve_device(trainer.device)
+        self.data = build_data(config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, self.device)
+        in_channels = self.data.image_shape[0]
+
+        def make_model(name: str | None):  # type: ignore[no-untyped-def]
+            model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
+            return build_model(model_cfg, self.data.num_classes, in_channels).to(self.device)
+
+        self.method = build_method(
+            config.method,
+            MethodContext(
+                num_classes=self.data.num_classes,
+                in_channels=in_channels,
+                steps_per_epoch=self.data.train.steps_per_epoch,
+                epochs=trainer.epochs,
+                device=self.device,
+                stream=self.data.train,
+                seed=config.seed,
+                build_model=make_model,
+                build_optimizer=lambda params: build_optimizer(params, trainer),
+            ),
+        )
+        self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
+        record.update(strength_name=self.method.strength_name, strength=self.method.strength)
+        self.progress = Progress()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_FILE
+
+    def fit(self) -> dict[str, Any]:
+        trainer = self.config.trainer
+        if trainer.resume and self.checkpoint_path.exists():
+            self.load_checkpoint()
+        log.info(
+            "training %s on %s (%s, %d steps/epoch) on %s -> %s",
+            self.config.method.name,
+            self.config.dataset.name,
+            self.config.model.name,
+            self.data.train.steps_per_epoch,
+            self.device,
+            self.out_dir,
+        )
+        self.record.save("running")
+        while self.progress.epoch < trainer.epochs:
+            started = time.perf_counter()
+            epoch = self.progress.epoch
+            lr = next(iter(self.method.optimizers().values())).param_groups[0]["lr"]
+            try:
+                stats = self.train_epoch(epoch)
+            except Diverged as exc:
+                self._finish_timing(started)
+                self.record.save("diverged", error=str(exc))
+                log.error("%s", exc)
+                return self.record.data
+            val = self.evaluate(self.data.val) if self.data.val is not None else {}
+            test = self.evaluate(self.data.test)
+            for schedule in self.schedules.values():
+                schedule.step()
+            self.progress.epoch += 1
+            seconds = time.perf_counter() - started
+            self.progress.wall_seconds += seconds
+            self.record.add_epoch(self._history_rows(epoch + 1, stats, val, test, lr, seconds))
+            self._log_epoch(epoch + 1, stats, val, test)
+            self._update_record()
+            self.save_checkpoint()
+            self.record.save("running")
+        self.record.save("completed")
+        if not trainer.keep_checkpoint:
+            self.checkpoint_path.unlink(missing_ok=True)
+        return self.record.data
+
+    def train_epoch(self, epoch: int) -> dict[str, StepStats]:
+        """One pass over the training stream; returns the summed stats per target."""
+        trainer = self.config.trainer
+        totals: dict[str, StepStats] = {}
+        self.method.train_mode()
+        started = time.perf_counter()
+        bar = tqdm(
+            total=self.data.train.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{trainer.epochs}",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
+        with bar:
+            for i, batch in enumerate(self.data.train.epoch(epoch)):
+                _accumulate(totals, self.method.train_step(batch, self.progress.step))
+                self.progress.step += 1
+                self.progress.images += len(batch)
+                bar.update()
+                if (i + 1) % trainer.log_every == 0:
+                    self._check_finite(totals, epoch)
+                    bar.set_postfix(_postfix(totals, self.method.targets))
+            _accumulate(totals, self.method.end_epoch(epoch))
+        self._check_finite(totals, epoch)
+        self.progress.train_seconds += time.perf_counter() - started
+        return totals
+
+    def _check_finite(self, totals: dict[str, StepStats], epoch: int) -> None:
+        for target, stats in totals.items():
+            if not torch.isfinite(stats.loss_sum):
+                raise Diverged(
+                    f"the {target} loss became {float(stats.loss_sum)} in epoch {epoch + 1} "
+                    f"(by step {self.progress.step}); lower trainer.lr or check the data."
+                )
+
+    def _finish_timing(self, started: float) -> None:
+        self.progress.wall_seconds += time.perf_counter() - started
+        self._update_record()
+
+    def evaluate(self, split: EvalSet) -> dict[str, float]:
+        """Accuracy of every target on `split`, with the method in its evaluation mode."""
+        correct: dict[str, torch.Tensor] = {}
+        self.method.eval_mode()
+        with torch.no_grad():
+            for images, labels in split:
+                for target, logits in self.method.predict(images).items():
+                    hits = (logits.argmax(1) == labels).sum()
+                    correct[target] = correct[target] + hits if target in correct else hits
+        self.method.train_mode()
+        return {target: float(hits) / len(split) for target, hits in correct.items()}
+
+    def _history_rows(
+        self,
+        epoch: int,
+        stats: dict[str, StepStats],
+        val: dict[str, float],
+        test: dict[str, float],
+        lr: float,
+        seconds: float,
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for target in self.method.targets:
+            loss, acc = stats[target].summary() if target in stats else (None, None)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "target": target,
+                    "train_loss": loss,
+                    "train_acc": acc,
+                    "val_acc": val.get(target),
+                    "test_acc": test[target],
+                    "lr": lr,
+                    "seconds": round(seconds, 4),
+                }
+            )
+        return rows
+
+    def _log_epoch(self, epoch: int, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float]) -> None:
+        parts = []
+        for target in self.method.targets:
+            train = f"loss {stats[target].summary()[0]:.4f} " if target in stats else ""
+            val_part = f"val {val[target]:.4f} " if target in val else ""
+            parts.append(f"{target}: {train}{val_part}test {test[target]:.4f}")
+        log.info("epoch %d/%d | %s", epoch, self.config.trainer.epochs, " | ".join(parts))
+
+    def _update_record(self) -> None:
+        progress = self.progress
+        self.record.update(
+            steps=progress.step,
+            wall_time_s=round(progress.wall_seconds, 3),
+            images_per_s=round(progress.images / progress.train_seconds, 2) if progress.train_seconds else None,
+            counters=self.method.counters(),
+        )
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "progress": vars(self.progress).copy(),
+            "method": self.method.state_dict(),
+            "schedules": {name: s.state_dict() for name, s in self.schedules.items()},
+            "rng": rng_state(),
+            "history": self.record.history,
+            "config": self.config_dict,
+        }
+        atomic_write(self.checkpoint_path, lambda handle: torch.save(state, handle))
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if _comparable(state["config"]) != _comparable(self.config_dict):
+            raise ConfigError(
+                f"{self.checkpoint_path} was written by a run with a different config; "
+                "delete it, choose another output dir, or set trainer.resume=false."
+            )
+        self.method.load_state_dict(state["method"])
+        for name, schedule in self.schedules.items():
+            schedule.load_state_dict(state["schedules"][name])
+        restore_rng_state(state["rng"])
+        self.progress = Progress(**state["progress"])
+        self.record.restore_history(state["history"])
+        self._update_record()
+        log.info("resumed from %s at epoch %d", self.checkpoint_path, self.progress.epoch)
+
+
+def _accumulate(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
+    for target, stats in new.items():
+        totals[target] = totals[target] + stats if target in totals else stats
+
+
+def _postfix(totals: dict[str, StepStats], targets: tuple[str, ...]) -> dict[str, str]:
+    shown = next((t for t in targets if t in totals), None)
+    if shown is None:
+        return {}
+    loss, acc = totals[shown].summary()
+    return {"loss": f"{loss:.4f}" if math.isfinite(loss) else str(loss), "acc": f"{acc:.3f}"}
