@@ -1,0 +1,46 @@
+"""Shared fixtures: compose the real Hydra config (as the CLI does) and run it into tmp dirs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import run as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+FAST = ("trainer.epochs=1", "trainer.device=cpu", "dataset=synthetic", "model=small_cnn", "model.width=8")
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python run.py <overrides>` would run, composed with Hydra's compose API."""
+    cli.register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def make_config() -> Callable[..., DictConfig]:
+    """compose(*overrides), shrunk to a tiny CPU run unless the overrides say otherwise."""
+
+    def make(*overrides: str, fast: bool = True) -> DictConfig:
+        return compose_config([*(FAST if fast else ()), *overrides])
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python run.py ARGS` in a subprocess, as a user would type it."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,76 @@
+"""Every option of every config group composes and builds its objects."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spacing.config import Config, to_config
+from spacing.data import build_data
+from spacing.methods import METHODS, MethodContext, build_method
+from spacing.models import MODELS, build_model
+from spacing.optim import build_optimizer
+from tests.conftest import CONF, compose_config
+
+GROUPS = ("dataset", "model", "method", "trainer")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_to_a_valid_config(group: str, option: str) -> None:
+    config = to_config(compose_config([f"{group}={option}"]))
+    assert isinstance(config, Config)
+    if group != "trainer":
+        assert getattr(config, group).name == option
+
+
+@pytest.mark.parametrize("option", options("dataset"))
+def test_every_dataset_builds_streams(option: str) -> None:
+    config = to_config(compose_config([f"dataset={option}"]))
+    data = build_data(config.dataset, 32, 64, seed=0, device=torch.device("cpu"))
+    batch = next(data.train.epoch(0))
+    assert batch.images.dtype == torch.float32
+    assert tuple(batch.images.shape[1:]) == data.image_shape
+    assert int(batch.labels.max()) < data.num_classes
+    assert len(data.test) > 0
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_every_model_builds_with_logits_and_features(option: str) -> None:
+    config = to_config(compose_config([f"model={option}"]))
+    model = build_model(config.model, num_classes=7, in_channels=3)
+    logits, features = model.forward_with_features(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 7)
+    assert features.shape == (2, model.feature_dim)
+    assert [o.shape[1] for o in model.stage_outputs(torch.randn(2, 3, 32, 32))] == model.stage_channels
+
+
+@pytest.mark.parametrize("option", options("method"))
+def test_every_method_builds_and_predicts_its_targets(option: str) -> None:
+    config = to_config(compose_config([f"method={option}", "dataset=synthetic", "model=small_cnn", "model.width=8"]))
+    data = build_data(config.dataset, 16, 64, seed=0, device=torch.device("cpu"))
+    ctx = MethodContext(
+        num_classes=data.num_classes,
+        in_channels=data.image_shape[0],
+        steps_per_epoch=data.train.steps_per_epoch,
+        epochs=2,
+        device=torch.device("cpu"),
+        stream=data.train,
+        seed=0,
+        build_model=lambda name: build_model(config.model, data.num_classes, data.image_shape[0]),
+        build_optimizer=lambda params: build_optimizer(params, config.trainer),
+    )
+    method = build_method(config.method, ctx)
+    method.eval_mode()
+    with torch.no_grad():
+        predictions = method.predict(next(iter(data.test))[0])
+    assert set(predictions) == set(method.targets)
+
+
+def test_registries_and_config_groups_agree() -> None:
+    assert set(options("model")) <= set(MODELS)
+    for name in options("method"):
+        assert to_config(compose_config([f"method={name}"])).method.name in METHODS
