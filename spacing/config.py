@@ -21,6 +21,10 @@ from spacing.errors import ConfigError
 SCHEDULES = ("periodic", "random")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "multistep", "cosine")
+DROPOUT_VARIANTS = ("standard", "max", "cutout")
+EMA_BUFFERS = ("average", "copy", "recompute", "none")
+SOFT_LOSSES = ("kl", "paper")
+REPLAYS = ("lagged", "rounds")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -98,6 +102,8 @@ class MethodConfig:
     name: str = MISSING
     interval: float = 0.0
     schedule: str = "periodic"
+    random_max_gap: float = 0.4
+    """With schedule=random, gaps between refreshes are drawn uniformly in [1, random_max_gap epochs] steps."""
 
     def __post_init__(self) -> None:
         _require(
@@ -108,6 +114,101 @@ class MethodConfig:
             self.schedule in SCHEDULES,
             f"method.schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'.",
         )
+        _require(
+            0 < self.random_max_gap < math.inf,
+            f"method.random_max_gap must be a positive number of epochs; got {self.random_max_gap}.",
+        )
+
+
+@dataclass
+class DropoutConfig(MethodConfig):
+    """Spaced dropout after every stage: the rate follows the schedule (strength `p`)."""
+
+    p: float = 0.5
+    variant: str = "standard"
+    """standard (zero random units, rescale), max (zero the most active units), cutout (input-level holes)."""
+    cutout_size: int = 4
+    """Largest cutout hole side in pixels, for variant=cutout (its strength then is this length)."""
+    eval_dropout: bool = False
+    """The paper's code kept dropout on at test time and advanced its step counter on test forwards."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0.0 <= self.p < 1.0, f"method.p must be in [0, 1); got {self.p}.")
+        _require(
+            self.variant in DROPOUT_VARIANTS,
+            f"method.variant must be one of {', '.join(DROPOUT_VARIANTS)}; got '{self.variant}'.",
+        )
+        _require(self.cutout_size >= 1, f"method.cutout_size must be >= 1 pixel; got {self.cutout_size}.")
+
+
+@dataclass
+class EmaConfig(MethodConfig):
+    """Spaced EMA: a shadow copy averaged towards the model at every refresh (strength `decay`)."""
+
+    decay: float = 0.999
+    buffers: str = "average"
+    """BatchNorm running stats of the shadow: average (like the weights), copy (from the model),
+    recompute (fresh statistics from train batches before each evaluation), or none (never
+    updated: the paper's parameters-only average)."""
+    recompute_batches: int = 20
+    eval_train_mode: bool = False
+    """The paper's code evaluated both models in train mode (batch statistics on test batches)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0.0 <= self.decay < 1.0, f"method.decay must be in [0, 1); got {self.decay}.")
+        _require(
+            self.buffers in EMA_BUFFERS,
+            f"method.buffers must be one of {', '.join(EMA_BUFFERS)}; got '{self.buffers}'.",
+        )
+        _require(self.recompute_batches >= 1, f"method.recompute_batches must be >= 1; got {self.recompute_batches}.")
+
+
+@dataclass
+class DistillConfig(MethodConfig):
+    """What online and self KD share: loss weights and how kept batches are replayed."""
+
+    alpha: float = 0.3
+    """Weight of the soft (teacher) loss; the hard cross-entropy gets 1 - alpha."""
+    temperature: float = 3.0
+    beta: float = 0.03
+    """Weight of the feature loss (L2 norm of the feature difference over the batch)."""
+    soft_loss: str = "kl"
+    """kl: KL(teacher || student) on log-softmax at temperature T, times T^2; paper: softmax
+    probabilities fed to KL-div, no T^2 (what the papers' code computed)."""
+    replay: str = "lagged"
+    """lagged: each batch is distilled exactly S teacher steps after the teacher learned from it;
+    rounds: every S steps all kept batches are distilled in a burst (the papers' code)."""
+    distill_tail: bool = True
+    """Distil the batches still kept when training ends (the papers' code dropped them)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0.0 <= self.alpha <= 1.0, f"method.alpha must be in [0, 1]; got {self.alpha}.")
+        _require(self.temperature > 0, f"method.temperature must be > 0; got {self.temperature}.")
+        _require(self.beta >= 0, f"method.beta must be >= 0; got {self.beta}.")
+        _require(
+            self.soft_loss in SOFT_LOSSES,
+            f"method.soft_loss must be one of {', '.join(SOFT_LOSSES)}; got '{self.soft_loss}'.",
+        )
+        _require(self.replay in REPLAYS, f"method.replay must be one of {', '.join(REPLAYS)}; got '{self.replay}'.")
+
+
+@dataclass
+class OnlineKDConfig(DistillConfig):
+    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late."""
+
+    teacher: str | None = None
+    """Teacher architecture (a model name); null: the run's model."""
+    student: str | None = None
+    """Student architecture (a model name); null: the run's model."""
+    projection_hidden: int = 256
+
+
+@dataclass
+class SelfKDConfig(DistillConfig):
+    """Self KD (Be Your Own Teacher): the deepest exit teaches an exit on every shallower stage."""
 
 
 @dataclass
@@ -166,7 +267,13 @@ class Config:
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"base": DatasetConfig, "synthetic": SyntheticDatasetConfig},
     "model": {"base": ModelConfig},
-    "method": {"base": MethodConfig},
+    "method": {
+        "base": MethodConfig,
+        "dropout": DropoutConfig,
+        "ema": EmaConfig,
+        "online_kd": OnlineKDConfig,
+        "self_kd": SelfKDConfig,
+    },
     "trainer": {"base": TrainerConfig},
 }
 """Schemas per config group, registered as ``schema/<group>/<name>`` for YAML options to extend."""

@@ -24,6 +24,7 @@ from spacing.data import EvalSet, build_data
 from spacing.device import resolve_device
 from spacing.errors import ConfigError, UserError
 from spacing.methods import MethodContext, StepStats, build_method
+from spacing.methods.base import merge_stats
 from spacing.models import build_model
 from spacing.optim import build_lr_schedule, build_optimizer
 from spacing.record import RunRecord, read_result
@@ -195,14 +196,14 @@ class Trainer:
         )
         with bar:
             for i, batch in enumerate(self.data.train.epoch(epoch)):
-                _accumulate(totals, self.method.train_step(batch, self.progress.step))
+                merge_stats(totals, self.method.train_step(batch, self.progress.step))
                 self.progress.step += 1
                 self.progress.images += len(batch)
                 bar.update()
                 if (i + 1) % trainer.log_every == 0:
                     self._check_finite(totals, epoch)
                     bar.set_postfix(_postfix(totals, self.method.targets))
-            _accumulate(totals, self.method.end_epoch(epoch))
+            merge_stats(totals, self.method.end_epoch(epoch))
         self._check_finite(totals, epoch)
         self.progress.train_seconds += time.perf_counter() - started
         return totals
@@ -300,11 +301,6 @@ class Trainer:
         self.record.restore_history(state["history"])
         self._update_record()
         log.info("resumed from %s at epoch %d", self.checkpoint_path, self.progress.epoch)
-
-
-def _accumulate(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
-    for target, stats in new.items():
-        totals[target] = totals[target] + stats if target in totals else stats
 
 
 def _postfix(totals: dict[str, StepStats], targets: tuple[str, ...]) -> dict[str, str]:

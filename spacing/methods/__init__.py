@@ -6,9 +6,17 @@ from spacing.config import MethodConfig
 from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats
 from spacing.methods.baseline import Baseline
+from spacing.methods.dropout import SpacedDropout
+from spacing.methods.ema import SpacedEMA
+from spacing.methods.online_kd import OnlineKD
+from spacing.methods.self_kd import SelfKD
 
 METHODS: dict[str, type[Method]] = {
     "baseline": Baseline,
+    "dropout": SpacedDropout,
+    "ema": SpacedEMA,
+    "online_kd": OnlineKD,
+    "self_kd": SelfKD,
 }
 
 __all__ = ["METHODS", "Method", "MethodContext", "StepStats", "build_method"]

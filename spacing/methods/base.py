@@ -7,6 +7,7 @@ it is running; everything method-specific happens behind this interface.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 
 from spacing.config import MethodConfig
 from spacing.data import Batch, TrainStream
+from spacing.errors import ConfigError
 from spacing.models import StagedNet
+from spacing.schedule import Schedule
 
 
 @dataclass
@@ -59,6 +62,12 @@ class MethodContext:
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
 
 
+def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
+    """Add `new` into `totals`, target by target."""
+    for target, stats in new.items():
+        totals[target] = totals[target] + stats if target in totals else stats
+
+
 def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     """One optimizer update on `loss`."""
     optimizer.zero_grad(set_to_none=True)
@@ -69,15 +78,24 @@ def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
 class Method(ABC):
     """Base of every method. Subclasses set ``targets`` and implement the abstract methods."""
 
-    strength_name: ClassVar[str | None] = None
+    strength_name: str | None = None
     """Name of the config field that sets the method's variation strength (None if it has none)."""
+
+    supports_offline: ClassVar[bool] = False
+    """Whether `interval=inf` (offline: the ensemble is never refreshed while training) makes sense."""
 
     targets: tuple[str, ...]
     """Evaluation targets, in the order they are reported; the first is shown in the progress bar."""
 
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
+        if math.isinf(cfg.interval) and not self.supports_offline:
+            raise ConfigError(
+                f"method.interval=inf (offline) is only for the KD methods, not {cfg.name}; "
+                "use a finite interval in epochs."
+            )
         self.cfg = cfg
         self.ctx = ctx
+        self.schedule = Schedule(cfg.interval, cfg.schedule, ctx.steps_per_epoch, ctx.seed, cfg.random_max_gap)
 
     @property
     def strength(self) -> float | None:

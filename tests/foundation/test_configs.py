@@ -23,8 +23,10 @@ def options(group: str) -> list[str]:
 def test_every_option_composes_to_a_valid_config(group: str, option: str) -> None:
     config = to_config(compose_config([f"{group}={option}"]))
     assert isinstance(config, Config)
-    if group != "trainer":
+    if group in ("dataset", "model") or option in METHODS:
         assert getattr(config, group).name == option
+    elif group == "method":  # a preset: a method at the papers' default interval
+        assert config.method.name in METHODS and config.method.interval > 0
 
 
 @pytest.mark.parametrize("option", options("dataset"))

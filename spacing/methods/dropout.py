@@ -1,0 +1,113 @@
+"""Neuronal level: spaced dropout.
+
+Dropout acts on the feature map after every stage of the model. Its rate at training step t is
+``p * schedule.multiplier(t)``: constant ``p`` when massed (standard dropout), ``p*|sin(pi t/S)|``
+when spaced (it rises from 0 to p and back every S steps), ``p*U(0,1)`` when random.
+Variants: ``standard`` (zero random units, rescale by 1/(1-rate)), ``max`` (zero the units whose
+per-sample min-max normalised activation exceeds 1 - rate, no rescale), and ``cutout``
+(input level: a square hole of side ``cutout_size * multiplier`` at a random place per image).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spacing.config import DropoutConfig
+from spacing.data import Batch
+from spacing.methods.base import Method, MethodContext, StepStats, sgd_step
+
+
+def max_dropout(x: Tensor, rate: float) -> Tensor:
+    """Zero the units whose per-sample min-max normalised value exceeds 1 - rate."""
+    flat = x.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    high = flat.max(dim=1, keepdim=True).values
+    normalised = (flat - low) / (high - low).clamp_min(1e-12)
+    return (flat * (normalised <= 1 - rate)).view_as(x)
+
+
+def cutout(images: Tensor, size: int) -> Tensor:
+    """Zero a size x size square (clipped at the borders) centred at a random pixel of each image."""
+    if size <= 0:
+        return images
+    n, _, h, w = images.shape
+    cy = torch.randint(0, h, (n, 1, 1), device=images.device)
+    cx = torch.randint(0, w, (n, 1, 1), device=images.device)
+    rows = torch.arange(h, device=images.device).view(1, h, 1)
+    cols = torch.arange(w, device=images.device).view(1, 1, w)
+    start_y, start_x = cy - size // 2, cx - size // 2
+    hole = (rows >= start_y) & (rows < start_y + size) & (cols >= start_x) & (cols < start_x + size)
+    return images * (~hole).unsqueeze(1)
+
+
+class SpacedDropout(Method):
+    targets = ("model",)
+
+    def __init__(self, cfg: DropoutConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: DropoutConfig = cfg
+        self.strength_name = "cutout_size" if cfg.variant == "cutout" else "p"
+        self.model = ctx.build_model(None)
+        self.optimizer = ctx.build_optimizer(self.model.parameters())
+        self.rate = 0.0
+        self.forwards = 0
+        self.train_steps = 0
+        self.train_strength_sum = 0.0
+        if cfg.variant != "cutout":
+            for stage in self.model.stages:
+                stage.register_forward_hook(self._drop)
+
+    def _advance(self) -> float:
+        """Move the dropout clock one forward call on; returns the schedule's multiplier for it."""
+        multiplier = self.schedule.multiplier(self.forwards)
+        self.rate = self.cfg.p * multiplier
+        self.forwards += 1
+        return multiplier
+
+    def _drop(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        if not (self.model.training or self.cfg.eval_dropout) or self.rate == 0:
+            return output
+        if self.cfg.variant == "max":
+            return max_dropout(output, self.rate)
+        return F.dropout(output, self.rate, training=True)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.optimizer}
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
+        multiplier = self._advance()
+        images = batch.images
+        if self.cfg.variant == "cutout":
+            hole = round(self.cfg.cutout_size * multiplier)
+            images = cutout(images, hole)
+            self.train_strength_sum += hole
+        else:
+            self.train_strength_sum += self.rate
+        self.train_steps += 1
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, batch.labels)
+        sgd_step(self.optimizer, loss)
+        return {"model": StepStats.of(loss, logits, batch.labels)}
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        if self.cfg.eval_dropout and self.cfg.variant != "cutout":
+            self._advance()
+        return {"model": self.model(images)}
+
+    def counters(self) -> dict[str, float]:
+        mean = self.train_strength_sum / self.train_steps if self.train_steps else 0.0
+        key = "mean_cutout_size" if self.cfg.variant == "cutout" else "mean_dropout_rate"
+        return {key: mean, "dropout_forwards": self.forwards, "train_steps": self.train_steps}
+
+    def extra_state(self) -> dict[str, float]:
+        return {"forwards": self.forwards, "train_steps": self.train_steps, "strength_sum": self.train_strength_sum}
+
+    def load_extra_state(self, state: dict[str, float]) -> None:
+        self.forwards = int(state["forwards"])
+        self.train_steps = int(state["train_steps"])
+        self.train_strength_sum = float(state["strength_sum"])

@@ -1,0 +1,110 @@
+"""Synaptic level: spaced EMA (weight averaging).
+
+A shadow copy follows the model, ``theta_ema <- decay * theta_ema + (1 - decay) * theta``, but
+only at the schedule's refresh steps: every step when massed, every S steps when spaced, after
+random gaps when random. The update is one fused lerp over all parameters.
+
+BatchNorm running statistics of the shadow (``method.buffers``): ``average`` them like the
+weights (default, as timm does), ``copy`` the model's, ``recompute`` them from train batches
+with the shadow's own weights before each evaluation (the most faithful to the averaged
+weights), or ``none``: never update them, as the paper's code did (parameters only).
+"""
+
+from __future__ import annotations
+
+import copy
+from itertools import islice
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spacing.config import EmaConfig
+from spacing.data import Batch
+from spacing.methods.base import Method, MethodContext, StepStats, sgd_step
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
+    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    for images in batches:
+        model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+class SpacedEMA(Method):
+    targets = ("model", "ema")
+    strength_name = "decay"
+
+    def __init__(self, cfg: EmaConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: EmaConfig = cfg
+        self.model = ctx.build_model(None)
+        self.optimizer = ctx.build_optimizer(self.model.parameters())
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.updates = 0
+        self.first_update: int | None = None
+        self.last_update: int | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "ema": self.ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.optimizer}
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
+        logits = self.model(batch.images)
+        loss = F.cross_entropy(logits, batch.labels)
+        sgd_step(self.optimizer, loss)
+        if self.schedule.is_refresh(step):
+            self.update(step)
+        return {"model": StepStats.of(loss, logits, batch.labels)}
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Move the shadow towards the model by (1 - decay)."""
+        weight = 1.0 - self.cfg.decay
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), weight)
+        if self.cfg.buffers in ("average", "copy"):
+            for shadow, live in zip(self.ema.buffers(), self.model.buffers()):
+                if self.cfg.buffers == "average" and shadow.is_floating_point():
+                    shadow.lerp_(live, weight)
+                else:
+                    shadow.copy_(live)
+        self.updates += 1
+        self.first_update = step if self.first_update is None else self.first_update
+        self.last_update = step
+
+    def end_epoch(self, epoch: int) -> dict[str, StepStats]:
+        if self.cfg.buffers == "recompute":
+            batches = islice(self.ctx.stream.epoch(epoch), self.cfg.recompute_batches)
+            recompute_bn_stats(self.ema, [batch.images for batch in batches])
+        return {}
+
+    def eval_mode(self) -> None:
+        if not self.cfg.eval_train_mode:
+            super().eval_mode()
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        return {"model": self.model(images), "ema": self.ema(images)}
+
+    def counters(self) -> dict[str, float | None]:
+        return {"ema_updates": self.updates, "ema_first_update_step": self.first_update, "ema_last_update_step": self.last_update}
+
+    def extra_state(self) -> dict[str, int | None]:
+        return {"updates": self.updates, "first": self.first_update, "last": self.last_update}
+
+    def load_extra_state(self, state: dict[str, int | None]) -> None:
+        self.updates = int(state["updates"] or 0)
+        self.first_update, self.last_update = state["first"], state["last"]

@@ -1,0 +1,105 @@
+"""Network level: spaced self knowledge distillation (Be Your Own Teacher).
+
+One network with an exit after every stage: shallow exits get a feature adapter (1x1 conv to
+the deepest stage's width, BatchNorm, ReLU, global pooling) and a linear classifier; the
+deepest exit is the model's own classifier and teaches the others. The full loss is
+``CE(deepest) + sum_i [(1 - alpha) * CE(exit_i) + alpha * soft(exit_i, deepest, T)
++ beta * ||f_i - f_deepest||]`` over the shallow exits, with the deepest outputs detached.
+Spaced: fresh batches train only the deepest exit's cross-entropy; kept batches are replayed
+with the full loss when the network is ahead of them (spacing.methods.distill).
+Targets: ``exit1..exitK`` (K = number of stages; exitK is the deepest) and ``ensemble``
+(the mean of the exits' softmax probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spacing.config import SelfKDConfig
+from spacing.data import Batch
+from spacing.methods.base import MethodContext, StepStats, sgd_step
+from spacing.methods.distill import SpacedDistillation, feature_loss, soft_loss
+from spacing.models import StagedNet
+
+
+class MultiExitNet(nn.Module):
+    """A StagedNet with an adapter and a classifier on every stage but the last."""
+
+    def __init__(self, backbone: StagedNet, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        width = backbone.feature_dim
+        self.adapters = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+            for c in backbone.stage_channels[:-1]
+        )
+        self.heads = nn.ModuleList(nn.Linear(width, num_classes) for _ in backbone.stage_channels[:-1])
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.backbone.stage_channels)
+
+    def exits(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Logits and pooled features of every exit, shallowest first (the last is the deepest)."""
+        maps = self.backbone.stage_outputs(x)
+        features = [self.backbone.pool(adapter(m)) for adapter, m in zip(self.adapters, maps[:-1])]
+        features.append(self.backbone.pool(maps[-1]))
+        logits = [head(f) for head, f in zip(self.heads, features[:-1])]
+        logits.append(self.backbone.classifier(features[-1]))
+        return logits, features
+
+
+def self_distillation_loss(
+    logits: list[Tensor], features: list[Tensor], labels: Tensor, cfg: SelfKDConfig
+) -> Tensor:
+    """The full BYOT loss over all exits (the deepest is last)."""
+    deep_logits, deep_features = logits[-1].detach(), features[-1].detach()
+    loss = F.cross_entropy(logits[-1], labels)
+    for exit_logits, exit_features in zip(logits[:-1], features[:-1]):
+        loss = loss + (
+            (1 - cfg.alpha) * F.cross_entropy(exit_logits, labels)
+            + cfg.alpha * soft_loss(exit_logits, deep_logits, cfg.temperature, cfg.soft_loss)
+            + cfg.beta * feature_loss(exit_features, deep_features)
+        )
+    return loss
+
+
+class SelfKD(SpacedDistillation):
+    def __init__(self, cfg: SelfKDConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: SelfKDConfig = cfg
+        self.net = MultiExitNet(ctx.build_model(None), ctx.num_classes).to(ctx.device)
+        self.optimizer = ctx.build_optimizer(self.net.parameters())
+        self.targets = (*(f"exit{i + 1}" for i in range(self.net.num_exits)), "ensemble")
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"net": self.optimizer}
+
+    def _full_step(self, batch: Batch) -> dict[str, StepStats]:
+        logits, features = self.net.exits(batch.images)
+        loss = self_distillation_loss(logits, features, batch.labels, self.cfg)
+        sgd_step(self.optimizer, loss)
+        return {f"exit{i + 1}": StepStats.of(loss, out, batch.labels) for i, out in enumerate(logits)}
+
+    def massed_step(self, batch: Batch) -> dict[str, StepStats]:
+        return self._full_step(batch)
+
+    def fresh_step(self, batch: Batch) -> dict[str, StepStats]:
+        logits = self.net.backbone(batch.images)
+        loss = F.cross_entropy(logits, batch.labels)
+        sgd_step(self.optimizer, loss)
+        return {f"exit{self.net.num_exits}": StepStats.of(loss, logits, batch.labels)}
+
+    def replay_step(self, batch: Batch) -> dict[str, StepStats]:
+        return self._full_step(batch)
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        logits, _ = self.net.exits(images)
+        out = {f"exit{i + 1}": exit_logits for i, exit_logits in enumerate(logits)}
+        out["ensemble"] = torch.stack([F.softmax(x, dim=1) for x in logits]).mean(0).log()
+        return out
