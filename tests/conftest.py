@@ -8,10 +8,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import run as cli
+from spacing.config import Config, ModelConfig
+from spacing.data import DataBundle, build_data
+from spacing.methods import Method, MethodContext, build_method
+from spacing.models import build_model
+from spacing.optim import build_optimizer
+from spacing.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -44,3 +51,26 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundle]:
+    """The method and data of `config`, built as the runner builds them (CPU)."""
+    seed_everything(config.seed)
+    data = build_data(config.dataset, config.trainer.batch_size, 256, config.seed, torch.device("cpu"))
+
+    def make_model(name):
+        model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
+        return build_model(model_cfg, data.num_classes, data.image_shape[0])
+
+    ctx = MethodContext(
+        num_classes=data.num_classes,
+        in_channels=data.image_shape[0],
+        steps_per_epoch=data.train.steps_per_epoch,
+        epochs=epochs,
+        device=torch.device("cpu"),
+        stream=data.train,
+        seed=config.seed,
+        build_model=make_model,
+        build_optimizer=lambda params: build_optimizer(params, config.trainer),
+    )
+    return build_method(config.method, ctx), data

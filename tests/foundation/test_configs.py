@@ -7,10 +7,9 @@ import torch
 
 from spacing.config import Config, to_config
 from spacing.data import build_data
-from spacing.methods import METHODS, MethodContext, build_method
+from spacing.methods import METHODS
 from spacing.models import MODELS, build_model
-from spacing.optim import build_optimizer
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF, build_method_for, compose_config
 
 GROUPS = ("dataset", "model", "method", "trainer")
 
@@ -53,19 +52,7 @@ def test_every_model_builds_with_logits_and_features(option: str) -> None:
 @pytest.mark.parametrize("option", options("method"))
 def test_every_method_builds_and_predicts_its_targets(option: str) -> None:
     config = to_config(compose_config([f"method={option}", "dataset=synthetic", "model=small_cnn", "model.width=8"]))
-    data = build_data(config.dataset, 16, 64, seed=0, device=torch.device("cpu"))
-    ctx = MethodContext(
-        num_classes=data.num_classes,
-        in_channels=data.image_shape[0],
-        steps_per_epoch=data.train.steps_per_epoch,
-        epochs=2,
-        device=torch.device("cpu"),
-        stream=data.train,
-        seed=0,
-        build_model=lambda name: build_model(config.model, data.num_classes, data.image_shape[0]),
-        build_optimizer=lambda params: build_optimizer(params, config.trainer),
-    )
-    method = build_method(config.method, ctx)
+    method, data = build_method_for(config)
     method.eval_mode()
     with torch.no_grad():
         predictions = method.predict(next(iter(data.test))[0])
