@@ -26,17 +26,24 @@ class AnalyzeSweep(Callback):
         self.target = target
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Analyse, then print (and log) the incomplete list and the paths written; never raise."""
+        """Analyse, print the incomplete list and the paths written, log one summary line; never raise.
+
+        Only the summary goes to logging: Hydra's own log handler also writes to the console, so
+        logging every line as well would print each path twice.
+        """
         sweep_dir = "the sweep directory"
         try:
             from analysis.report import analyze
 
             sweep_dir = Path(str(config.hydra.sweep.dir))
-            result = analyze([sweep_dir], sweep_dir / "analysis", self.metric, self.target)
-            lines = [f"analysis of {sweep_dir} ({self.metric} metric):", *result.lines()]
+            out = sweep_dir / "analysis"
+            result = analyze([sweep_dir], out, self.metric, self.target)
         except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded; say so and how to retry
-            lines = [f"warning: the sweep finished but its analysis failed ({type(exc).__name__}: {exc}); "
-                     f"retry with `python -m analysis {sweep_dir} --metric {self.metric}`"]
-        for line in lines:
-            print(line)
-            log.info(line)
+            warning = (f"warning: the sweep finished but its analysis failed ({type(exc).__name__}: {exc}); "
+                       f"retry with `python -m analysis {sweep_dir} --metric {self.metric}`")
+            print(warning)
+            log.warning(warning)
+            return
+        print("\n".join([f"analysis of {sweep_dir} ({self.metric} metric):", *result.lines()]))
+        log.info("analysis: %d files in %s; %d incomplete entries (see incomplete.csv)",
+                 len(result.paths), out, len(result.analysis.incomplete))

@@ -1,5 +1,7 @@
 """Record sets with known values, written the way training writes them.
 
+Test modules get everything through fixtures (``sweep``, ``make_record``, ``write_run``), never by
+importing this file, so they work under any pytest import mode and beside other conftest files.
 The ``sweep`` fixture is a small EMA grid (decay 0.9 / 0.99 x interval 0 / 0.5 / 1 x seeds 0-2)
 plus baseline and random-schedule cells, with one failed run, one missing seed, one corrupt file
 and one Hydra job directory that never wrote a record. Every accuracy is
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import pytest
 
@@ -65,10 +67,19 @@ def write_run(run_dir: Path, result: dict[str, Any] | str, history: bool = True)
 
 @dataclass
 class Sweep:
+    """Where the record set lies, and the numbers it was written from."""
+
     root: Path
     corrupt: Path
     orphan: Path
     failed: Path
+    seed_offset: ClassVar[dict[int, float]] = SEED_OFFSET
+    ema_base: ClassVar[dict[tuple[float, float], float]] = EMA_BASE
+    random_base: ClassVar[float] = RANDOM_BASE
+    baseline_base: ClassVar[float] = BASELINE_BASE
+    failed_cell: ClassVar[tuple[float, float, int]] = FAILED
+    missing_cell: ClassVar[tuple[float, float, int]] = MISSING
+    epochs: ClassVar[int] = EPOCHS
 
 
 def make_sweep(root: Path) -> Sweep:
@@ -105,3 +116,13 @@ def make_sweep(root: Path) -> Sweep:
 @pytest.fixture
 def sweep(tmp_path: Path) -> Sweep:
     return make_sweep(tmp_path / "sweep")
+
+
+@pytest.fixture
+def make_record() -> Callable[..., dict[str, Any]]:
+    return record
+
+
+@pytest.fixture(name="write_run")
+def write_run_fixture() -> Callable[..., Path]:
+    return write_run
