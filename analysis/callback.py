@@ -31,7 +31,7 @@ class AnalyzeSweep(Callback):
         Only the summary goes to logging: Hydra's own log handler also writes to the console, so
         logging every line as well would print each path twice.
         """
-        sweep_dir = "the sweep directory"
+        sweep_dir: Path | str = "the sweep directory"
         try:
             from analysis.report import analyze
 

@@ -51,8 +51,8 @@ def incomplete(runs: pd.DataFrame, record_set: RecordSet, metric: str) -> pd.Dat
 def _missing(sweep_root: str, runs: pd.DataFrame, expected_seeds: list[int] | tuple[int, ...]) -> list[dict[str, Any]]:
     """Rows for each expected (cell, seed) of one sweep that has no record at all."""
     seeds_of: dict[tuple[Any, ...], set[int]] = defaultdict(set)
-    for *cell, seed in runs[[*CELL, "seed"]].itertuples(index=False):
-        seeds_of[tuple(_key(v) for v in cell)].add(int(seed))
+    for *values, seed in runs[[*CELL, "seed"]].itertuples(index=False):
+        seeds_of[tuple(_key(v) for v in values)].add(int(seed))
     grid: dict[tuple[Any, ...], tuple[set[Any], set[Any]]] = defaultdict(lambda: (set(), set()))
     for method, schedule, interval, strength_name, strength, dataset, model in seeds_of:
         intervals, strengths = grid[(method, schedule, strength_name, dataset, model)]

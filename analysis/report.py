@@ -18,7 +18,17 @@ import pandas as pd
 from analysis import completeness, figures, tables
 from analysis.errors import AnalysisError
 from analysis.records import HISTORY_FILE, RecordSet, load_records, read_history
-from analysis.tidy import COMPLETED, METRICS, POINT, aggregate, interval_label, line_label, metric_caption, select, tidy_frame
+from analysis.tidy import (
+    COMPLETED,
+    METRICS,
+    POINT,
+    aggregate,
+    interval_label,
+    line_label,
+    metric_caption,
+    select,
+    tidy_frame,
+)
 
 KINDS = ("interval", "heatmap", "history", "table")
 #: What the full report writes, by kind, under ``--out``.
@@ -116,7 +126,8 @@ def draw(kind: str, analysis: Analysis, stem: Path, targets: tuple[str, ...] | N
         title = f"Test accuracy vs epoch, mean ± sd over seeds\ncells chosen by {metric_caption(analysis.metric)}"
         return [] if curves.empty else figures.save(*figures.history_figure(curves, title), stem)
     if kind == "table":
-        return tables.write_tables(tables.comparison(points), analysis.metric, stem)
+        table = tables.comparison(points)
+        return [] if table.empty else tables.write_tables(table, analysis.metric, stem)
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
 
 
@@ -193,7 +204,11 @@ class Report:
 
     def lines(self) -> list[str]:
         """The console report: the incomplete list, then every file written."""
-        return [*completeness.summary(self.analysis.incomplete), *(f"wrote {path}" for path in self.paths)]
+        lines = [*completeness.summary(self.analysis.incomplete), *(f"wrote {path}" for path in self.paths)]
+        if self.analysis.points.empty:
+            key = METRICS[self.analysis.metric].key
+            lines.append(f"nothing to plot yet: no completed run has {key} (--metric {self.analysis.metric})")
+        return lines
 
 
 def analyze(roots: list[Path], out: Path, metric: str = "final", target: str | None = None,

@@ -8,8 +8,9 @@ means live here, once: which result.json key a ``--metric`` reads, which target 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 

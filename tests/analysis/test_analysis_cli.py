@@ -9,6 +9,7 @@ import pytest
 
 from analysis.__main__ import main
 from analysis.catalogue import CATALOGUE
+from analysis.report import load, write_data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,26 +30,35 @@ def test_the_full_report_writes_every_output_and_lists_what_is_incomplete(sweep,
     assert pd.read_csv(analysis_dir / "incomplete.csv")["status"].tolist() == ["unreadable", "no record", "failed", "missing"]
 
 
-def test_parquet_is_written_when_pyarrow_is_there(sweep, capsys):
+def test_parquet_is_written_when_pyarrow_is_there(sweep):
     pytest.importorskip("pyarrow")
-    main([str(sweep.root), "--out", str(sweep.root / "o")])
-    back = pd.read_parquet(sweep.root / "o" / "tidy.parquet")
+    paths = write_data(load([sweep.root]), sweep.root / "o")
+    assert paths[-1] == sweep.root / "o" / "tidy.parquet"
+    back = pd.read_parquet(paths[-1])
     assert len(back) == 42 and back["test_acc"].notna().sum() == 41
 
 
-def test_metric_and_target_options_change_the_numbers_and_the_labels(sweep, capsys):
+def test_metric_target_and_cell_options_change_the_numbers_labels_and_history_lines(sweep, capsys):
     out = sweep.root / "best"
-    assert main([str(sweep.root), "--out", str(out), "--metric", "best_test", "--target", "model"]) == 0
+    argv = [str(sweep.root), "--out", str(out), "--metric", "best_test", "--target", "model",
+            "--cell", "method=ema,interval=1,strength=0.9", "--cell", "method=baseline"]
+    assert main(argv) == 0
     points = pd.read_csv(out / "points.csv")
     cell = points[(points["strength"] == 0.99) & (points["interval"] == 0.5) & (points["schedule"] == "periodic")]
     assert cell[["target", "mean", "metric"]].values.tolist() == [["model", pytest.approx(81.0), "best_test"]]
     assert "metric best_test: best test accuracy over epochs" in (out / "comparison.md").read_text()
+    history = pd.read_csv(out / "history.csv")
+    assert set(history["label"]) == {"ema decay=0.9 [model] s=1", "baseline [model] s=0"}
+    assert history.loc[history["label"] == "baseline [model] s=0", "mean"].tolist() == pytest.approx([76.0, 77.0, 78.0])
 
 
-def test_cell_option_picks_the_history_lines(sweep, capsys):
-    main([str(sweep.root), "--cell", "method=ema,interval=1,strength=0.9", "--cell", "method=baseline"])
-    labels = set(pd.read_csv(sweep.root / "analysis" / "history.csv")["label"])
-    assert labels == {"ema decay=0.9 [ema] s=1", "baseline [model] s=0"}
+def test_a_sweep_with_nothing_completed_says_so_and_draws_nothing(tmp_path, make_record, write_run, capsys):
+    write_run(tmp_path / "0", make_record("ema", 0.5, 0.9, 0, {}, status="running"))
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "running: ema decay=0.9 periodic s=0.5 digits/small_cnn seed=0" in out
+    assert out.rstrip().endswith("nothing to plot yet: no completed run has test_acc (--metric final)")
+    assert sorted(p.suffix for p in (tmp_path / "analysis").iterdir() if p.suffix != ".parquet") == [".csv"] * 3
 
 
 def test_list_prints_the_catalogue(capsys):

@@ -75,7 +75,7 @@ def test_interval_figure_of_the_sweep_has_one_line_per_strength(sweep):
 
 def test_each_dataset_model_pair_gets_its_own_panel():
     points = pd.concat([_kd_points(), _kd_points().assign(dataset="tiny_imagenet", mean=lambda f: f["mean"] - 20)])
-    fig, plotted = figures.interval_figure(points, "final")
+    fig, _ = figures.interval_figure(points, "final")
     assert [ax.get_title() for ax in fig.axes] == ["cifar100 / resnet18", "tiny_imagenet / resnet18"]
     assert _by_gid(fig.axes[1], "spaced|online_kd alpha=0.3 [student]").get_ydata().tolist() == [51.0, 52.5, 51.5]
 
@@ -125,7 +125,7 @@ def test_history_curves_average_seeds_per_epoch(sweep):
     assert curves["mean"].tolist() == pytest.approx([82.0, 83.0, 84.0])
     assert curves["sd"].tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert curves["n"].tolist() == [3, 3, 3]
-    fig, plotted = figures.history_figure(curves, "t")
+    fig, _ = figures.history_figure(curves, "t")
     line = _by_gid(fig.axes[0], "history|ema decay=0.99 [ema] s=0.5")
     assert line.get_ydata().tolist() == pytest.approx([82.0, 83.0, 84.0])
     assert line.get_label() == "ema decay=0.99 [ema] s=0.5 (n=3)"

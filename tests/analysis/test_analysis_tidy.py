@@ -5,7 +5,14 @@ import math
 import pytest
 
 from analysis.records import load_records
-from analysis.tidy import aggregate, main_target, metric_caption, metric_label, select, tidy_frame
+from analysis.tidy import (
+    aggregate,
+    main_target,
+    metric_caption,
+    metric_label,
+    select,
+    tidy_frame,
+)
 
 
 @pytest.fixture
