@@ -101,18 +101,28 @@ def interval_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataF
     return fig, pd.concat(plotted, ignore_index=True)
 
 
+def _category(role: str, interval: float) -> tuple[int, float, str] | None:
+    """A point's place on the categorical x axis, as a sort key ending in its tick label.
+
+    Intervals come first in order, then other schedules run at s = 0 (e.g. 'random'), then
+    'offline'; massed points get None (they are a reference line, not a point).
+    """
+    if role == "massed":
+        return None
+    if role == "offline":
+        return (2, 0.0, "offline")
+    return (0, interval, interval_label(interval)) if interval > 0 else (1, 0.0, role)
+
+
 def _interval_panel(ax: Axes, panel: pd.DataFrame, colors: dict[str, Any], metric: str) -> pd.DataFrame:
     """Draw one (dataset, model) panel; return its rows with the x position each was drawn at."""
-    on_axis = panel[panel["role"] != "massed"]
-    numeric = sorted(set(on_axis.loc[on_axis["interval"] > 0, "interval"]) - {math.inf})
-    categories = [interval_label(i) for i in numeric]
-    categories += sorted(set(on_axis["role"]) - {"spaced", "offline"}) + (["offline"] if "offline" in set(on_axis["role"]) else [])
-    position = {name: float(i) for i, name in enumerate(categories)}
-    labels = sorted(panel["label"].unique())
+    categories = sorted({c for c in map(_category, panel["role"], panel["interval"]) if c is not None})
+    position = {category: float(i) for i, category in enumerate(categories)}
+    n_lines = panel["label"].nunique()
     rows = []
-    for k, (label, line) in enumerate(sorted(panel.groupby("label"), key=lambda item: item[0])):
+    for k, (label, line) in enumerate(panel.groupby("label", sort=True)):
         color = colors[label]
-        jitter = 0.25 * (k - (len(labels) - 1) / 2) / max(len(labels) - 1, 1)
+        jitter = 0.25 * (k - (n_lines - 1) / 2) / max(n_lines - 1, 1)  # markers of different lines side by side
         for role, part in line.groupby("role"):
             part = part.sort_values("interval")
             if role == "massed":
@@ -122,12 +132,11 @@ def _interval_panel(ax: Axes, panel: pd.DataFrame, colors: dict[str, Any], metri
                     ax.annotate(f"n={n}", xy=(1.0, mean), xycoords=("axes fraction", "data"), xytext=(-2, 2),
                                 textcoords="offset points", ha="right", fontsize=6, color=color)
             else:
-                names = [interval_label(i) if role == "spaced" or (role != "offline" and i > 0) else role
-                         for i in part["interval"]]
-                xs = [position[name] + (0.0 if role == "spaced" else jitter) for name in names]
+                shift = 0.0 if role == "spaced" else jitter
+                xs = [position[_category(role, interval)] + shift for interval in part["interval"]]
                 _draw_points(ax, role, label, color, xs, part)
             rows.append(part.assign(x=xs))
-    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xticks(range(len(categories)), [category[2] for category in categories])
     ax.set_xlim(-0.5, max(len(categories), 1) - 0.5)
     ax.set_xlabel("spacing interval s (epochs); dashed: massed s = 0")
     ax.set_ylabel(metric_label(metric))

@@ -121,6 +121,8 @@ def _read(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         problems.append(Problem(str(path), "not a JSON object"))
         return None
+    if data.get("method") == "baseline" and data.get("interval") is None:
+        data["interval"] = 0.0  # a baseline has no ensemble to space: it is its own massed point
     missing = [key for key in REQUIRED_KEYS if data.get(key) is None]
     if missing:
         problems.append(Problem(str(path), f"missing key(s): {', '.join(missing)}"))
@@ -136,7 +138,7 @@ def _read(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     if not isinstance(data.get("metrics") or {}, dict):
         problems.append(Problem(str(path), "'metrics' is not an object"))
         return None
-    data.setdefault("schedule", "periodic")
+    data["schedule"] = data.get("schedule") or "periodic"
     data.pop("config", None)  # the resolved config is large and the tidy table does not use it
     return data
 

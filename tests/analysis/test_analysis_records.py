@@ -32,6 +32,12 @@ def test_values_are_normalised_and_infinity_is_offline(tmp_path, make_record, wr
     assert by_dir["a"]["schedule"] == "periodic"
 
 
+def test_a_baseline_without_interval_or_schedule_is_massed_periodic(tmp_path, make_record, write_run):
+    write_run(tmp_path / "a", {**make_record("baseline", 0.0, None, 0, {"model": 0.5}), "interval": None, "schedule": None})
+    (record,) = load_records([tmp_path]).records
+    assert (record["interval"], record["schedule"]) == (0.0, "periodic")
+
+
 @pytest.mark.parametrize(("change", "reason"), [
     ({"method": None}, "missing key(s): method"),
     ({"metrics": [1]}, "'metrics' is not an object"),
