@@ -200,7 +200,8 @@ def heatmap_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataFr
         for ax, what in ((mean_ax, "mean"), (gain_ax, "gain over massed")):
             ax.set_title(f"{method} [{target}], {dataset} / {model}: {what}", fontsize=9)
             ax.set_ylabel(str(strength_name))
-        cells = pd.concat({v: g.stack() for v, g in grid.items()}, axis=1).reset_index()
+        every_cell = pd.MultiIndex.from_product([grid["mean"].index, grid["mean"].columns], names=["strength", "interval"])
+        cells = family.set_index(["strength", "interval"])[list(grid)].reindex(every_cell).reset_index()
         at = list(zip(cells["strength"], cells["interval"]))
         plotted.append(cells.assign(best_mean=[c == best_mean for c in at], best_gain=[c == best_gain for c in at],
                                     **dict(zip(HEATMAP_FAMILY, key))))
@@ -232,10 +233,12 @@ def _draw_heatmap(ax: Axes, grid: pd.DataFrame, texts: list[list[str]], cmap: Co
         value = values[i, j]
         shade = "black" if math.isnan(value) or _luminance(cmap(norm(value))) > 0.5 else "white"
         ax.text(j, i, text, ha="center", va="center", fontsize=7, color=shade)
-    scores = (grid if best_of is None else best_of).stack().dropna()
-    if scores.empty:
+    candidates = grid if best_of is None else best_of
+    scores = candidates.to_numpy(dtype=float)
+    if np.isnan(scores).all():
         return None
-    strength, interval = scores.idxmax()
+    row, column = np.unravel_index(np.nanargmax(scores), scores.shape)
+    strength, interval = candidates.index[row], candidates.columns[column]
     i, j = grid.index.get_loc(strength), grid.columns.get_loc(interval)
     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5, gid="best"))
     return float(strength), float(interval)
