@@ -1,0 +1,93 @@
+"""The tidy table's rows, the analysed target, and mean / sd / n per point."""
+
+import math
+
+import pytest
+
+from analysis.records import load_records
+from analysis.tidy import (
+    aggregate,
+    main_target,
+    metric_caption,
+    metric_label,
+    select,
+    tidy_frame,
+)
+
+
+@pytest.fixture
+def tidy(sweep):
+    return tidy_frame(load_records([sweep.root]).records)
+
+
+def _point(points, **cell):
+    rows = points
+    for key, value in cell.items():
+        rows = rows[rows[key] == value]
+    assert len(rows) == 1, cell
+    return rows.iloc[0]
+
+
+def test_one_row_per_run_and_target(sweep, tidy):
+    # 16 completed EMA runs x (ema, model) + the failed run once + random 3 x 2 + baseline 3 x 1
+    assert len(tidy) == 16 * 2 + 1 + 6 + 3
+    row = tidy[(tidy["strength"] == 0.9) & (tidy["interval"] == 0.5) & (tidy["seed"] == 0)
+               & (tidy["schedule"] == "periodic")].set_index("target")
+    assert row.loc["ema", ["test_acc", "best_test_acc", "val_acc", "test_acc_at_best_val"]].tolist() == \
+        pytest.approx([0.81, 0.83, 0.80, 0.82])
+    assert row.loc["model", "test_acc"] == pytest.approx(0.76)
+    assert row["main"].to_dict() == {"ema": True, "model": False}
+    assert set(row["path"]) == {row["path"].iloc[0]} and row["dataset"].iloc[0] == "digits"
+
+
+def test_a_failed_run_keeps_one_row_without_metrics(sweep, tidy):
+    failed = tidy[tidy["status"] == "failed"]
+    assert failed[["target", "strength", "interval", "seed"]].values.tolist() == [["ema", 0.99, 1.0, 2]]
+    assert math.isnan(failed["test_acc"].iloc[0])
+    assert failed["error"].iloc[0] == "ValueError: loss is NaN at step 12"
+    assert failed["path"].iloc[0] == str(sweep.failed)
+
+
+def test_select_keeps_the_main_target_or_the_requested_one(tidy):
+    runs = select(tidy)
+    assert len(runs) == 23
+    assert runs.groupby("method")["target"].unique().map(list).to_dict() == {"baseline": ["model"], "ema": ["ema"]}
+    model = select(tidy, "model")
+    assert len(model) == 23
+    # the failed EMA run has no 'model' row, so it keeps its main one and stays listed
+    assert sorted(model["target"].unique()) == ["ema", "model"]
+    assert (model[model["status"] == "completed"]["target"] == "model").all()
+
+
+def test_mean_sd_n_per_point_count_completed_seeds_only(sweep, tidy):
+    points = aggregate(select(tidy), "final")
+    full = _point(points, method="ema", strength=0.99, interval=0.5, schedule="periodic")
+    assert (full["mean"], full["sd"], full["n"], full["seeds"]) == (pytest.approx(84.0), pytest.approx(1.0), 3, "0,1,2")
+    failed_cell = _point(points, method="ema", strength=0.99, interval=1.0)  # seed 2 failed
+    assert (failed_cell["mean"], failed_cell["sd"], failed_cell["n"]) == (pytest.approx(85.5), pytest.approx(math.sqrt(0.5)), 2)
+    missing_cell = _point(points, method="ema", strength=0.9, interval=1.0)  # seed 1 has no record
+    assert (missing_cell["mean"], missing_cell["sd"], missing_cell["seeds"]) == (pytest.approx(81.0), pytest.approx(math.sqrt(2)), "0,2")
+    assert _point(points, schedule="random")["mean"] == pytest.approx(85.0)
+    baseline = _point(points, method="baseline")
+    assert (baseline["mean"], baseline["n"], baseline["target"]) == (pytest.approx(78.0), 3, "model")
+    assert len(points) == 6 + 1 + 1
+
+
+@pytest.mark.parametrize(("metric", "shift"), [("final", 0.0), ("best_val", 1.0), ("best_test", 2.0)])
+def test_metric_picks_its_result_key(tidy, metric, shift):
+    points = aggregate(select(tidy), metric)
+    assert _point(points, method="ema", strength=0.9, interval=0.0)["mean"] == pytest.approx(80.0 + shift)
+    assert set(points["metric"]) == {metric}
+
+
+def test_metric_is_named_in_labels_and_captions():
+    assert metric_label("final") == "test accuracy (%), final epoch"
+    assert metric_caption("best_test") == "metric best_test: best test accuracy over epochs (what the paper reported)"
+    assert "best-validation" in metric_caption("best_val")
+
+
+def test_main_target_by_method_and_for_preset_names():
+    assert [main_target(m, []) for m in ("baseline", "dropout", "ema", "online_kd", "self_kd")] == \
+        ["model", "model", "ema", "student", "ensemble"]
+    assert main_target("spaced_kd_preset", ["exit1", "ensemble"]) == "ensemble"
+    assert main_target("my_method", ["b", "a"]) == "a"
