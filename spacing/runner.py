@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,11 @@ class Trainer:
                 return self.record.data
             val = self.evaluate(self.data.val) if self.data.val is not None else {}
             test = self.evaluate(self.data.test)
-            for schedule in self.schedules.values():
-                schedule.step()
+            with warnings.catch_warnings():
+                # A spaced student may not have stepped yet in its first epochs; its LR still follows the epochs.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                for schedule in self.schedules.values():
+                    schedule.step()
             self.progress.epoch += 1
             seconds = time.perf_counter() - started
             self.progress.wall_seconds += seconds
