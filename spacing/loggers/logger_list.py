@@ -72,7 +72,7 @@ def _call(tracker: Logger, method: str, *args: Any) -> bool:
         getattr(tracker, method)(*args)
     except Exception as exc:  # a tracker must never stop training: any failure is contained
         log.warning(
-            "the %s logger failed in %s (%s: %s); it gets nothing more in this run, which goes on "
+            "the %s logger failed in %s (%s: %s); it is dropped for the rest of this run, which goes on "
             "(result.json and history.csv are unaffected)",
             tracker.name,
             method,
