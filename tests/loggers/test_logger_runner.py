@@ -262,3 +262,13 @@ def test_cli_without_the_wandb_package_prints_the_sentence_and_exits_2(tmp_path:
         "error: logger 'wandb' needs the wandb package, which is not installed; "
         'install it with pip install -e ".[wandb]" or choose another logger.'
     )
+
+
+def test_core_imports_no_tracker_package() -> None:
+    check = (
+        "import sys, run, spacing.runner, spacing.loggers; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('wandb', 'mlflow', 'tensorboard') "
+        "or m.startswith('torch.utils.tensorboard')))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip() == "[]"
