@@ -48,6 +48,8 @@ class MlflowLogger(Logger):
         self.client: Any = None
         self.run_id: str | None = None
         self.info: RunInfo | None = None
+        self.pending: Any = None
+        """The last metric batch, logged in the background while training goes on."""
 
     def start(self, info: RunInfo) -> None:
         self.info = info
@@ -72,9 +74,18 @@ class MlflowLogger(Logger):
             return str(found.experiment_id)
         return str(self.client.create_experiment(name, artifact_location=artifact_location))
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
+    def _log(self, step: int, values: dict[str, float], synchronous: bool = False) -> None:
+        """Log a metric batch; keeps one batch in flight, so a store write never holds up training."""
+        self._wait()
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[self._metric(key, value, now, step) for key, value in values.items()])
+        metrics = [self._metric(key, value, now, step) for key, value in values.items()]
+        self.pending = self.client.log_batch(self.run_id, metrics=metrics, synchronous=synchronous)
+
+    def _wait(self) -> None:
+        """Wait for the batch in flight (raising its error, if it failed)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.wait()
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         self._log(step, values)
@@ -87,7 +98,7 @@ class MlflowLogger(Logger):
             return
         run_id = self.run_id
         try:
-            self._log(int(values.get("final/epochs_completed", 0)), values)
+            self._log(int(values.get("final/epochs_completed", 0)), values, synchronous=True)
             self.client.set_tag(run_id, "status", status)
             if error:
                 self.client.set_tag(run_id, "error", error)
