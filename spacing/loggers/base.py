@@ -37,7 +37,7 @@ class RunInfo:
     """Who a run is, for a tracker: a readable name, its group, tags, config and where it lives."""
 
     name: str
-    """Readable and unique within a sweep: method, interval, (schedule,) strength, seed."""
+    """Readable: method, interval, (schedule,) strength, seed; a sweep over other knobs repeats names."""
     group: str | None
     """The sweep the run belongs to (None for a run on its own)."""
     tags: dict[str, str]
