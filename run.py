@@ -66,8 +66,9 @@ def main(cfg: DictConfig) -> str:
     """Train one run; in a multirun a failing cell is logged and recorded, and the sweep goes on."""
     out_dir = HydraConfig.get().runtime.output_dir
     single_run = HydraConfig.get().mode == RunMode.RUN
+    sweep_dir = None if single_run else HydraConfig.get().sweep.dir
     try:
-        result = run(cfg, out_dir)
+        result = run(cfg, out_dir, sweep_dir)
     except UserError as exc:
         if single_run:
             print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ DROPOUT_VARIANTS = ("standard", "max", "cutout")
 EMA_BUFFERS = ("average", "copy", "recompute", "none")
 SOFT_LOSSES = ("kl", "paper")
 REPLAYS = ("lagged", "rounds")
+WANDB_MODES = ("offline", "online")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -254,6 +255,52 @@ class TrainerConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    """TensorBoard event files in ``<run dir>/tensorboard/<run name>``."""
+
+    enabled: bool = False
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases; `offline` writes ``<run dir>/wandb/offline-run-*`` for ``wandb sync`` later."""
+
+    enabled: bool = False
+    project: str = "spacing"
+    entity: str | None = None
+    mode: str = "offline"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.mode in WANDB_MODES,
+            f"logger.wandb.mode must be one of {', '.join(WANDB_MODES)}; got '{self.mode}'.",
+        )
+
+
+@dataclass
+class MlflowConfig:
+    """MLflow; without a `tracking_uri`, a local SQLite store in the sweep dir (the run dir for one run)."""
+
+    enabled: bool = False
+    tracking_uri: str | None = None
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment trackers that receive each run (any number at once; result.json is written regardless).
+
+    `group` names the set of runs a tracker shows together (W&B group, MLflow experiment, the
+    `sweep` tag); null: the sweep dir's name in a multirun, none for a single run. Train loss
+    and lr are sent every `trainer.log_every` steps.
+    """
+
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    group: str | None = None
+
+
+@dataclass
 class Config:
     """One run: data x model x method x trainer, and the seed of everything random."""
 
@@ -261,6 +308,7 @@ class Config:
     model: ModelConfig = MISSING
     method: MethodConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
 
 

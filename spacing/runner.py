@@ -24,6 +24,7 @@ from spacing.config import Config, ModelConfig, to_config, to_dict
 from spacing.data import EvalSet, build_data
 from spacing.device import resolve_device
 from spacing.errors import ConfigError, UserError
+from spacing.loggers import LoggerList, build_loggers
 from spacing.methods import MethodContext, StepStats, build_method
 from spacing.methods.base import merge_stats
 from spacing.models import build_model
@@ -43,17 +44,20 @@ RESUME_INSENSITIVE = (
     ("dataset", "root"),
 )
 """Config keys that may differ between a run and its resumption: they do not change the numbers."""
+RESUME_INSENSITIVE_GROUPS = ("logger",)
+"""Config groups that may differ between a run and its resumption (or its skipped re-launch)."""
 
 
 class Diverged(Exception):
     """The training loss stopped being finite."""
 
 
-def run(cfg: DictConfig | Config, out_dir: Path | str) -> dict[str, Any]:
+def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | None = None) -> dict[str, Any]:
     """Train one run into `out_dir` and return its run record (the content of result.json).
 
     User errors (bad config, missing data, no GPU) are recorded as ``failed`` and re-raised as
     :class:`UserError`; any other exception is recorded as ``failed`` and re-raised unchanged.
+    `sweep_dir` (a multirun's root) groups the run with its sweep in the experiment trackers.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,23 +73,31 @@ def run(cfg: DictConfig | Config, out_dir: Path | str) -> dict[str, Any]:
             log.info("skipped: %s already holds a completed run of this config", out_dir)
             return previous
     record = RunRecord(out_dir, config_dict)
+    loggers = LoggerList()
     try:
         config = to_config(cfg)
-        return Trainer(config, config_dict, record, out_dir).fit()
+        loggers = build_loggers(config.logger)
+        trainer = Trainer(config, config_dict, record, out_dir, loggers)
+        loggers.start(record.data, out_dir, Path(sweep_dir) if sweep_dir is not None else None)
+        return trainer.fit()
     except UserError as exc:
         record.save("failed", error=str(exc))
         raise
     except Exception as exc:
         record.save("failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        loggers.finish(record.data)
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without the keys listed in RESUME_INSENSITIVE."""
+    """`config` without the keys listed in RESUME_INSENSITIVE and the groups in RESUME_INSENSITIVE_GROUPS."""
     out = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
     for group, key in RESUME_INSENSITIVE:
         if isinstance(out.get(group), dict):
             out[group].pop(key, None)
+    for group in RESUME_INSENSITIVE_GROUPS:
+        out.pop(group, None)
     return out
 
 
@@ -103,11 +115,14 @@ class Progress:
 class Trainer:
     """Holds a run's data, method and schedules, and drives epochs of train + evaluate + save."""
 
-    def __init__(self, config: Config, config_dict: dict[str, Any], record: RunRecord, out_dir: Path) -> None:
+    def __init__(
+        self, config: Config, config_dict: dict[str, Any], record: RunRecord, out_dir: Path, loggers: LoggerList
+    ) -> None:
         self.config = config
         self.config_dict = config_dict
         self.record = record
         self.out_dir = out_dir
+        self.loggers = loggers
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
@@ -140,6 +155,11 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_FILE
 
+    @property
+    def lr(self) -> float:
+        """The learning rate of the first optimizer (the one history.csv reports)."""
+        return next(iter(self.method.optimizers().values())).param_groups[0]["lr"]
+
     def fit(self) -> dict[str, Any]:
         trainer = self.config.trainer
         if trainer.resume and self.checkpoint_path.exists():
@@ -157,7 +177,7 @@ class Trainer:
         while self.progress.epoch < trainer.epochs:
             started = time.perf_counter()
             epoch = self.progress.epoch
-            lr = next(iter(self.method.optimizers().values())).param_groups[0]["lr"]
+            lr = self.lr
             try:
                 stats = self.train_epoch(epoch)
             except Diverged as exc:
@@ -175,7 +195,9 @@ class Trainer:
             self.progress.epoch += 1
             seconds = time.perf_counter() - started
             self.progress.wall_seconds += seconds
-            self.record.add_epoch(self._history_rows(epoch + 1, stats, val, test, lr, seconds))
+            rows = self._history_rows(epoch + 1, stats, val, test, lr, seconds)
+            self.record.add_epoch(rows)
+            self.loggers.log_epoch(epoch + 1, self.progress.step, rows, self.method.counters())
             self._log_epoch(epoch + 1, stats, val, test)
             self._update_record()
             self.save_checkpoint()
@@ -189,6 +211,7 @@ class Trainer:
         """One pass over the training stream; returns the summed stats per target."""
         trainer = self.config.trainer
         totals: dict[str, StepStats] = {}
+        logged: dict[str, StepStats] = {}
         self.method.train_mode()
         started = time.perf_counter()
         bar = tqdm(
@@ -207,6 +230,8 @@ class Trainer:
                 if (i + 1) % trainer.log_every == 0:
                     self._check_finite(totals, epoch)
                     bar.set_postfix(_postfix(totals, self.method.targets))
+                    self.loggers.log_step(self.progress.step, _losses_since(totals, logged), self.lr)
+                    logged = dict(totals)
             merge_stats(totals, self.method.end_epoch(epoch))
         self._check_finite(totals, epoch)
         self.progress.train_seconds += time.perf_counter() - started
@@ -305,6 +330,17 @@ class Trainer:
         self.record.restore_history(state["history"])
         self._update_record()
         log.info("resumed from %s at epoch %d", self.checkpoint_path, self.progress.epoch)
+
+
+def _losses_since(totals: dict[str, StepStats], before: dict[str, StepStats]) -> dict[str, float]:
+    """Mean loss per target over the steps added to `totals` since its snapshot `before`."""
+    losses = {}
+    for target, stats in totals.items():
+        count = stats.count - (before[target].count if target in before else 0)
+        if count:
+            loss_sum = stats.loss_sum - before[target].loss_sum if target in before else stats.loss_sum
+            losses[target] = float(loss_sum) / count
+    return losses
 
 
 def _postfix(totals: dict[str, StepStats], targets: tuple[str, ...]) -> dict[str, str]:
