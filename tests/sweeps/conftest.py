@@ -88,7 +88,7 @@ def history_epochs(cell: Path) -> list[int]:
 
 def logged_epochs(cell: Path) -> list[int]:
     """The epoch numbers of every `epoch i/N` line in a cell's log, across all its launches."""
-    return [int(m) for m in re.findall(r"\| epoch (\d+)/\d+ \|", (cell / "run.log").read_text())]
+    return [int(m) for m in re.findall(r" - epoch (\d+)/\d+ \|", (cell / "run.log").read_text())]
 
 
 def resumed_at(cell: Path) -> list[int]:
