@@ -83,3 +83,11 @@ def test_demo_sweep_runs_end_to_end_and_a_second_launch_trains_nothing(tmp_path:
     assert second.returncode == 0, second.stderr[-3000:]
     assert summary_line(second.stdout) == "sweep multirun/demo: 2 cells, 0 completed, 2 skipped, 0 failed"
     assert snapshot(sweep) == before
+
+
+def test_local_launcher_runs_cells_in_parallel_worker_processes(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun" / "local"
+    result = launch(*GRID, "method.interval=0,1", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary_line(result.stdout) == f"sweep {sweep}: 2 cells, 2 completed, 0 skipped, 0 failed"
+    assert len({marker(cell)["pid"] for cell in cells(sweep)}) == 2  # n_jobs=2 workers, one cell each
