@@ -54,15 +54,15 @@ def launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
 
 def launch_in_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
     """`python run.py -m ARGS` in `cwd`, left running; its output goes to `cwd/driver.log`."""
-    log = open(cwd / "driver.log", "w")  # noqa: SIM115 - the child writes it; closed when the test's tmp dir goes
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "-m", *args],
-        cwd=cwd,
-        env=cli_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with open(cwd / "driver.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), "-m", *args],
+            cwd=cwd,
+            env=cli_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 def cells(sweep_dir: Path) -> list[Path]:
