@@ -1,0 +1,114 @@
+"""Every named grid in sweeps/ parses, lands in its own sweep dir, and each of its values composes
+to a valid run config. Hydra's compose API cannot expand a multirun, so the grid is expanded here
+with the basic sweeper's own parser."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import run as cli
+from spacing.config import Config, to_config
+from tests.conftest import CONF, ROOT
+
+SWEEPS = ROOT / "sweeps"
+NAMES = sorted(path.stem for path in SWEEPS.glob("*.yaml"))
+SHARED_DIRS = {"online_kd_random": "online_kd_curve"}
+"""Sweeps that add cells to another sweep's dir (an arm a cross-product grid cannot hold)."""
+
+
+def compose_sweep(name: str, *overrides: str) -> DictConfig:
+    """What `python run.py -m +sweep=NAME OVERRIDES` composes, hydra node included."""
+    cli.register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"+sweep={name}", *overrides], return_hydra_config=True)
+
+
+def compose_or_skip(name: str, *overrides: str) -> DictConfig:
+    """compose_sweep, skipping the test when the sweep names a dataset or method not in this checkout yet."""
+    try:
+        return compose_sweep(name, *overrides)
+    except MissingConfigException as exc:
+        pytest.skip(f"sweep '{name}' needs {exc.missing_cfg_file}, which is not in this checkout yet")
+
+
+def grid(cfg: DictConfig) -> dict[str, list[str]]:
+    """The sweeper params of a composed sweep, each expanded to its list of values."""
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False)
+    assert isinstance(params, dict) and params, "a sweep file must set hydra.sweeper.params"
+    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    return {
+        o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        for o in parsed
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sweep_file_is_global_and_selected_by_its_name(name: str) -> None:
+    assert (SWEEPS / f"{name}.yaml").read_text().splitlines()[0] == "# @package _global_"
+    cfg = compose_or_skip(name)
+    assert cfg.hydra.runtime.choices["sweep"] == name
+    assert cfg.hydra.sweep.dir == f"multirun/{SHARED_DIRS.get(name, name)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_grid_value_composes_to_a_valid_config(name: str) -> None:
+    """Each value of each parameter, with the others at their first value, passes the schema checks."""
+    params = grid(compose_or_skip(name))
+    first = {key: values[0] for key, values in params.items()}
+    parser = OverridesParser.create()
+    for key, values in params.items():
+        for value in values:
+            overrides = [f"{k}={value if k == key else v}" for k, v in first.items()]
+            cfg = compose_or_skip(name, *overrides)
+            with open_dict(cfg):
+                cfg.pop("hydra")
+            assert isinstance(to_config(cfg), Config)
+            assert OmegaConf.select(cfg, key) == parser.parse_override(f"{key}={value}").value()
+
+
+def test_demo_grid_is_an_ema_interval_curve_with_seeds_on_offline_data() -> None:
+    cfg = compose_or_skip("demo")
+    params = grid(cfg)
+    assert params["method.interval"] == ["0", "0.1", "0.5", "1", "2"]
+    assert len(params["seed"]) >= 2
+    assert (cfg.method.name, cfg.dataset.name, cfg.model.name, cfg.trainer.device) == ("ema", "digits", "small_cnn", "cpu")
+
+
+@pytest.mark.parametrize(
+    "name,keys,must_hold",
+    [
+        ("dropout_grid", ("method.p", "method.interval", "seed"), {"method.interval": "0"}),
+        ("ema_grid", ("method.decay", "method.interval", "seed"), {"method.interval": "0"}),
+        ("online_kd_curve", ("method.interval", "seed"), {"method.interval": "inf"}),
+        ("online_kd_random", ("method.schedule", "method.interval", "seed"), {"method.schedule": "random"}),
+        ("self_kd_curve", ("method.interval", "seed"), {"method.interval": "0"}),
+    ],
+)
+def test_paper_grids_sweep_the_papers_axes_on_the_papers_recipe(name: str, keys: tuple[str, ...], must_hold: dict[str, str]) -> None:
+    sweep = OmegaConf.load(SWEEPS / f"{name}.yaml")
+    assert {"override /dataset": "cifar100"} in sweep.defaults and {"override /model": "resnet18"} in sweep.defaults
+    assert sweep.trainer.epochs == 80
+    params = grid(sweep)
+    assert tuple(params) == keys
+    for key, value in must_hold.items():
+        assert value in params[key]
+    assert len(params["seed"]) >= 3
+
+
+def test_cell_dirs_are_named_by_the_grid_and_leave_out_device_and_logging_keys() -> None:
+    """The dir of a cell depends only on what changes its numbers, so every launch finds it again."""
+    cfg = compose_sweep("baseline", "dataset=digits")
+    cells = BasicSweeper.split_arguments(
+        OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]), None
+    )[0]
+    assert len(cells) == len(list(itertools.product(*grid(cfg).values()))) == 3
+    one = compose_sweep("baseline", "dataset=digits", "trainer.device=cpu", "trainer.log_every=5", *cells[1])
+    assert one.hydra.job.override_dirname == "dataset=digits,seed=1"
