@@ -28,6 +28,7 @@ from spacing.models import build_model
 from spacing.optim import build_lr_schedule, build_optimizer
 from spacing.record import RunRecord, read_result
 from spacing.seeding import restore_rng_state, rng_state, seed_everything
+from spacing.speed import Speed
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ RESUME_INSENSITIVE = (
     ("trainer", "device"),
     ("trainer", "eval_batch_size"),
     ("dataset", "root"),
+    ("dataset", "download"),
+    ("dataset", "workers"),
+    ("trainer", "compile"),
 )
 """Config keys that may differ between a run and its resumption: they do not change the numbers."""
 
@@ -109,12 +113,17 @@ class Trainer:
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
-        self.data = build_data(config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, self.device)
-        in_channels = self.data.image_shape[0]
+        self.speed = Speed.resolve(trainer, self.device)
+        self.grad_scaler = self.speed.grad_scaler()
+        self.data = build_data(
+            config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, self.device, self.speed.memory_format
+        )
+        in_channels, image_size = self.data.image_shape[0], self.data.image_shape[-1]
 
         def make_model(name: str | None):  # type: ignore[no-untyped-def]
             model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
-            return build_model(model_cfg, self.data.num_classes, in_channels).to(self.device)
+            model = build_model(model_cfg, self.data.num_classes, in_channels, image_size).to(self.device)
+            return self.speed.prepare(model)
 
         self.method = build_method(
             config.method,
@@ -128,6 +137,7 @@ class Trainer:
                 seed=config.seed,
                 build_model=make_model,
                 build_optimizer=lambda params: build_optimizer(params, trainer),
+                grad_scaler=self.grad_scaler,
             ),
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
@@ -195,14 +205,16 @@ class Trainer:
         )
         with bar:
             for i, batch in enumerate(self.data.train.epoch(epoch)):
-                _accumulate(totals, self.method.train_step(batch, self.progress.step))
+                with self.speed.autocast():
+                    _accumulate(totals, self.method.train_step(batch, self.progress.step))
                 self.progress.step += 1
                 self.progress.images += len(batch)
                 bar.update()
                 if (i + 1) % trainer.log_every == 0:
                     self._check_finite(totals, epoch)
                     bar.set_postfix(_postfix(totals, self.method.targets))
-            _accumulate(totals, self.method.end_epoch(epoch))
+            with self.speed.autocast():
+                _accumulate(totals, self.method.end_epoch(epoch))
         self._check_finite(totals, epoch)
         self.progress.train_seconds += time.perf_counter() - started
         return totals
@@ -225,7 +237,9 @@ class Trainer:
         self.method.eval_mode()
         with torch.no_grad():
             for images, labels in split:
-                for target, logits in self.method.predict(images).items():
+                with self.speed.autocast():
+                    predictions = self.method.predict(images)
+                for target, logits in predictions.items():
                     hits = (logits.argmax(1) == labels).sum()
                     correct[target] = correct[target] + hits if target in correct else hits
         self.method.train_mode()
@@ -280,6 +294,7 @@ class Trainer:
             "method": self.method.state_dict(),
             "schedules": {name: s.state_dict() for name, s in self.schedules.items()},
             "rng": rng_state(),
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
             "history": self.record.history,
             "config": self.config_dict,
         }
@@ -296,6 +311,8 @@ class Trainer:
         for name, schedule in self.schedules.items():
             schedule.load_state_dict(state["schedules"][name])
         restore_rng_state(state["rng"])
+        if self.grad_scaler is not None and state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
         self.progress = Progress(**state["progress"])
         self.record.restore_history(state["history"])
         self._update_record()

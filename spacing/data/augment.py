@@ -3,26 +3,35 @@
 Working on whole batches (rather than per-image PIL transforms) keeps the data where the math
 is, and drawing every random choice from one generator seeded per batch makes any batch
 reproducible bit for bit from ``(indices, seed)``: spaced KD replays batches that way instead of
-storing augmented images.
+storing augmented images. Every choice is still made per image (crop offset, flip, angle,
+AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline makes it.
+
+The pipeline runs in the papers' order: crop, flip, rotation, AutoAugment on uint8 images,
+then normalisation, then Cutout (zeroing a square of the normalised image, i.e. setting it to
+the mean colour, as in the Cutout paper's code).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from spacing.config import AugmentConfig
 
-def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 (N, C, H, W) in [0, 255] -> float32, standardised per channel."""
-    return (images.float().div_(255.0) - mean) / std
+
+def normalize(images: Tensor, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """uint8 (N, C, H, W) in [0, 255] -> float32, standardised per channel, in `memory_format`."""
+    return ((images.float().div_(255.0) - mean) / std).contiguous(memory_format=memory_format)
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """Zero-pad by `padding` and cut a random window of the original size from each image."""
     n, _, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    padded = F.pad(images, (padding, padding, padding, padding))
     off_y = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
     off_x = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
     rows = (off_y[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
@@ -38,18 +47,126 @@ def random_hflip(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
+def rotate(images: Tensor, degrees: Tensor) -> Tensor:
+    """Turn image i counter-clockwise by `degrees[i]` about its centre (nearest pixel, zero fill).
+
+    The sampling grid is torchvision's (pixel centres, align_corners=False), so one image turned
+    here matches ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
+    """
+    _, _, h, w = images.shape
+    angle = torch.deg2rad(degrees.to(images.device, torch.float32))[:, None, None]
+    ys = torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2
+    xs = torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    source_x = angle.cos() * x - angle.sin() * y
+    source_y = angle.sin() * x + angle.cos() * y
+    grid = torch.stack([source_x / (w / 2), source_y / (h / 2)], dim=-1)
+    turned = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return turned.to(images.dtype)
+
+
+def random_rotation(images: Tensor, max_degrees: float, generator: torch.Generator) -> Tensor:
+    """Turn each image by an angle drawn uniformly in [-max_degrees, max_degrees]."""
+    degrees = (torch.rand(images.shape[0], generator=generator) * 2 - 1) * max_degrees
+    return rotate(images, degrees)
+
+
+def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
+    """Zero a `length` x `length` square centred on a uniformly drawn pixel of each image (clipped at the border)."""
+    n, _, h, w = images.shape
+    centre_y = torch.randint(0, h, (n,), generator=generator).to(images.device)
+    centre_x = torch.randint(0, w, (n,), generator=generator).to(images.device)
+    rows = torch.arange(h, device=images.device)
+    cols = torch.arange(w, device=images.device)
+    half = length // 2
+    in_rows = (rows >= centre_y[:, None] - half) & (rows < centre_y[:, None] + half)
+    in_cols = (cols >= centre_x[:, None] - half) & (cols < centre_x[:, None] + half)
+    hole = in_rows[:, None, :, None] & in_cols[:, None, None, :]
+    return images.masked_fill(hole, 0)
+
+
+class CifarAutoAugment:
+    """AutoAugment, CIFAR-10 policy, with a sub-policy drawn for every image of a batch.
+
+    torchvision's ``v2.AutoAugment`` draws one sub-policy per call from the global RNG, so a
+    batch tensor would get the same operations on every image. Here the draws (sub-policy,
+    whether each of its two operations fires, the sign of signed magnitudes) are made per image
+    from the batch's generator, and each distinct operation is then applied once to the images
+    that drew it, through torchvision's own operation table and kernels.
+    """
+
+    def __init__(self) -> None:
+        from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
+
+        self._torchvision = AutoAugment(AutoAugmentPolicy.CIFAR10)
+        self.policies: list[tuple[tuple[str, float, int | None], ...]] = list(self._torchvision._policies)
+        self.space: dict[str, tuple[Any, bool]] = self._torchvision._AUGMENTATION_SPACE
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        n, _, h, w = images.shape
+        chosen = torch.randint(0, len(self.policies), (n,), generator=generator)
+        fires = torch.rand(n, 2, generator=generator)
+        negative = torch.rand(n, 2, generator=generator) <= 0.5
+        out = images.clone()
+        for position in range(2):
+            for k, policy in enumerate(self.policies):
+                name, probability, magnitude_bin = policy[position]
+                selected = (chosen == k) & (fires[:, position] <= probability)
+                for sign, members in self._by_sign(name, selected, negative[:, position]):
+                    index = members.nonzero().flatten().to(images.device)
+                    if len(index):
+                        magnitude = sign * self._magnitude(name, magnitude_bin, h, w)
+                        out[index] = self._apply(out[index], name, magnitude)
+        return out
+
+    def _by_sign(self, name: str, selected: Tensor, negative: Tensor) -> list[tuple[float, Tensor]]:
+        signed = self.space[name][1]
+        return [(1.0, selected & ~negative), (-1.0, selected & negative)] if signed else [(1.0, selected)]
+
+    def _magnitude(self, name: str, magnitude_bin: int | None, h: int, w: int) -> float:
+        magnitudes = self.space[name][0](10, h, w)
+        return 0.0 if magnitudes is None else float(magnitudes[magnitude_bin])
+
+    def _apply(self, images: Tensor, name: str, magnitude: float) -> Tensor:
+        tv = self._torchvision
+        return tv._apply_image_or_video_transform(images, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
+
+
 @dataclass
 class BatchAugment:
-    """The train pipeline: augment uint8 images, then normalise. Random draws come from `generator`."""
+    """The train pipeline: augment uint8 images, normalise, cut out. Random draws come from `generator`."""
 
     mean: Tensor
     std: Tensor
     crop_padding: int = 0
     hflip: bool = False
+    rotation: float = 0.0
+    cutout: int = 0
+    autoaugment: bool = False
+    memory_format: torch.memory_format = torch.contiguous_format
+    _policy: CifarAutoAugment | None = field(init=False, repr=False, default=None)
+
+    @classmethod
+    def from_config(
+        cls, cfg: AugmentConfig, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> BatchAugment:
+        return cls(mean, std, cfg.crop_padding, cfg.hflip, cfg.rotation, cfg.cutout, cfg.autoaugment, memory_format)
+
+    def __post_init__(self) -> None:
+        if self.autoaugment:
+            self._policy = CifarAutoAugment()
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         if self.crop_padding:
             images = random_crop(images, self.crop_padding, generator)
         if self.hflip:
             images = random_hflip(images, generator)
-        return normalize(images, self.mean, self.std)
+        if self.rotation:
+            images = random_rotation(images, self.rotation, generator)
+        if self._policy is not None:
+            images = self._policy(images, generator)
+        normalised = normalize(images, self.mean, self.std, self.memory_format)
+        if self.cutout:
+            normalised = cutout(normalised, self.cutout, generator)
+        return normalised
+

@@ -57,13 +57,20 @@ class MethodContext:
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    grad_scaler: torch.amp.GradScaler | None = None
+    """The run's loss scaler under fp16 autocast (None otherwise): pass it to :func:`sgd_step`."""
 
 
-def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
-    """One optimizer update on `loss`."""
+def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """One optimizer update on `loss`; with an fp16 `scaler`, the loss is scaled and overflowing steps are skipped."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 class Method(ABC):

@@ -28,7 +28,7 @@ class Baseline(Method):
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
         logits = self.model(batch.images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.optimizer, loss)
+        sgd_step(self.optimizer, loss, self.ctx.grad_scaler)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
