@@ -6,7 +6,8 @@ reproducible bit for bit from ``(indices, seed)``: spaced KD replays batches tha
 storing augmented images. Every choice is still made per image (crop offset, flip, angle,
 AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline makes it.
 
-The pipeline runs in the papers' order: crop, flip, rotation, AutoAugment on uint8 images,
+The pipeline runs in the papers' order: crop, flip, rotation (together, as one gather),
+AutoAugment on uint8 images,
 then normalisation, then Cutout (zeroing a square of the normalised image, i.e. setting it to
 the mean colour, as in the Cutout paper's code).
 """
@@ -25,50 +26,52 @@ from spacing.config import AugmentConfig
 
 def normalize(images: Tensor, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
     """uint8 (N, C, H, W) in [0, 255] -> float32, standardised per channel, in `memory_format`."""
-    return ((images.float().div_(255.0) - mean) / std).contiguous(memory_format=memory_format)
+    scale = 1.0 / (255.0 * std)
+    return torch.addcmul(-mean / std, images.float(), scale).contiguous(memory_format=memory_format)
 
 
-def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
-    """Zero-pad by `padding` and cut a random window of the original size from each image."""
-    n, _, h, w = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))
-    off_y = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-    off_x = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-    rows = (off_y[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-    cols = (off_x[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: Tensor) -> Tensor:
+    """Crop, mirror and turn each image in one gather, as the three steps in sequence would.
 
-
-def random_hflip(images: Tensor, generator: torch.Generator) -> Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+    Image i is zero-padded by `padding` and cut at window offset `offsets[i]` = (dy, dx) in
+    [0, 2 * padding], mirrored left-right where `flip[i]`, then turned counter-clockwise by
+    `degrees[i]` about its centre with nearest-pixel sampling and zero fill. The rotation uses
+    torchvision's sampling grid (pixel centres, ties rounded to even), so a turned image equals
+    ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    angle = torch.deg2rad(degrees.to(device, torch.float32))
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    mirror = torch.where(flip.to(device), -1.0, 1.0)[:, None, None]
+    y = (torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2)[None, :, None]
+    x = (torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2)[None, None, :]
+    # The window pixel each output pixel reads: rotated back, then mirrored (on the small
+    # per-image factors, so only two full-size operations make each coordinate).
+    rows = torch.round((sin * x + (h - 1) / 2) + cos * y)
+    cols = torch.round((mirror * cos * x + (w - 1) / 2) - mirror * sin * y)
+    shift = (offsets.to(device) - padding).to(torch.float32)
+    dy, dx = shift[:, 0, None, None], shift[:, 1, None, None]
+    # Valid where the pixel is inside the window and the window pixel is inside the image (not padding).
+    valid = (rows >= (-dy).clamp(min=0)) & (rows < (h - dy).clamp(max=h)) & (cols >= (-dx).clamp(min=0)) & (cols < (w - dx).clamp(max=w))
+    flat = (rows * w + cols + (dy * w + dx)).clamp_(0, h * w - 1).long()
+    out = images.reshape(n, c, h * w).gather(2, flat.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+    return out * valid[:, None].to(out.dtype)
 
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:
-    """Turn image i counter-clockwise by `degrees[i]` about its centre (nearest pixel, zero fill).
-
-    The sampling grid is torchvision's (pixel centres, align_corners=False), so one image turned
-    here matches ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
-    """
-    _, _, h, w = images.shape
-    angle = torch.deg2rad(degrees.to(images.device, torch.float32))[:, None, None]
-    ys = torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2
-    xs = torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
-    source_x = angle.cos() * x - angle.sin() * y
-    source_y = angle.sin() * x + angle.cos() * y
-    grid = torch.stack([source_x / (w / 2), source_y / (h / 2)], dim=-1)
-    turned = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return turned.to(images.dtype)
+    """Turn image i counter-clockwise by `degrees[i]` about its centre (nearest pixel, zero fill)."""
+    n = images.shape[0]
+    return warp(images, 0, torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool), degrees)
 
 
-def random_rotation(images: Tensor, max_degrees: float, generator: torch.Generator) -> Tensor:
-    """Turn each image by an angle drawn uniformly in [-max_degrees, max_degrees]."""
-    degrees = (torch.rand(images.shape[0], generator=generator) * 2 - 1) * max_degrees
-    return rotate(images, degrees)
+def random_warp(images: Tensor, padding: int, hflip: bool, max_degrees: float, generator: torch.Generator) -> Tensor:
+    """Random crop with `padding`, flip with probability 1/2 (if `hflip`), rotation in [-max_degrees, max_degrees], per image."""
+    n = images.shape[0]
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    degrees = (torch.rand(n, generator=generator) * 2 - 1) * max_degrees
+    return warp(images, padding, offsets, flip, degrees)
 
 
 def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
@@ -157,12 +160,8 @@ class BatchAugment:
             self._policy = CifarAutoAugment()
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        if self.crop_padding:
-            images = random_crop(images, self.crop_padding, generator)
-        if self.hflip:
-            images = random_hflip(images, generator)
-        if self.rotation:
-            images = random_rotation(images, self.rotation, generator)
+        if self.crop_padding or self.hflip or self.rotation:
+            images = random_warp(images, self.crop_padding, self.hflip, self.rotation, generator)
         if self._policy is not None:
             images = self._policy(images, generator)
         normalised = normalize(images, self.mean, self.std, self.memory_format)
