@@ -28,10 +28,16 @@ from spacing.runner import Trainer
 NUM_CLASSES = 100
 
 
+def num_classes(steps: int, batch_size: int) -> int:
+    """CIFAR-100's 100 classes, fewer only when a tiny run has fewer training images than that."""
+    return min(NUM_CLASSES, steps * batch_size)
+
+
 def reference_rate(steps: int, batch_size: int, workers: int, device: torch.device, trainer: TrainerConfig) -> float:
     """Images/s of the fp32 DataLoader loop over `steps` steps, after `steps` warm-up steps."""
-    images, labels = synthetic_cifar(2 * steps * batch_size, NUM_CLASSES)
-    model = build_model(ModelConfig(name="resnet18"), NUM_CLASSES, 3, 32).to(device)
+    classes = num_classes(steps, batch_size)
+    images, labels = synthetic_cifar(2 * steps * batch_size, classes)
+    model = build_model(ModelConfig(name="resnet18"), classes, 3, 32).to(device)
     optimizer = build_optimizer(model.parameters(), trainer)
     batches = iter(reference_loader(images, labels, batch_size, workers, pin_memory=device.type == "cuda"))
 
@@ -51,7 +57,7 @@ def runner_rate(steps: int, batch_size: int, trainer: TrainerConfig, out_dir: Pa
     """Images/s of the runner's second training epoch of `steps` steps (the first one warms up)."""
     dataset = SyntheticDatasetConfig(
         name="synthetic",
-        num_classes=NUM_CLASSES,
+        num_classes=num_classes(steps, batch_size),
         train_size=steps * batch_size,
         test_size=batch_size,
         image_size=32,

@@ -164,8 +164,8 @@ class BatchAugment:
             images = random_warp(images, self.crop_padding, self.hflip, self.rotation, generator)
         if self._policy is not None:
             images = self._policy(images, generator)
-        normalised = normalize(images, self.mean, self.std, self.memory_format)
+        normalised = normalize(images, self.mean, self.std)
         if self.cutout:
             normalised = cutout(normalised, self.cutout, generator)
-        return normalised
+        return normalised.contiguous(memory_format=self.memory_format)
 
