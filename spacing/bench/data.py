@@ -25,7 +25,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batches", type=int, default=100, help="batches timed per pipeline (after one warm-up batch)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers of the PIL pipeline")
     parser.add_argument("--device", default="auto", help="where the batched pipeline keeps the data: auto, cpu, cuda")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the batched pipeline (default 1, as each PIL worker has one); 0: torch's choice"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     images, labels = synthetic_cifar(args.images)
     print(

@@ -80,7 +80,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers of the reference")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the runner's model (trainer.compile=true)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     steps = args.steps or (200 if device.type == "cuda" else 12)
     trainer = TrainerConfig(epochs=2, batch_size=args.batch_size, device=str(device), compile=args.compile)

@@ -26,21 +26,26 @@ def dataset_root(cfg: DatasetConfig) -> Path:
 
 
 def download(url: str, folder: Path, filename: str, md5: str, allowed: bool, unpacked: str | None = None) -> Path:
-    """Download `url` to `folder/filename` (checked against `md5`), unpacking it when `unpacked` names its content.
+    """Fetch `url` to `folder/filename` unless it is there (checked against `md5`), and unpack it when `unpacked` names its content.
 
-    Raises DataError naming the file to place by hand when downloading is off or fails.
+    An archive placed by hand is used as it is. Raises DataError naming the file to place when
+    it is missing and downloading is off or fails.
     """
     from torchvision.datasets.utils import download_url, extract_archive
 
     target = folder / filename
     place = f"place {filename} (from {url})" + (f" or its unpacked {unpacked}/ folder" if unpacked else "") + f" in {folder}"
-    if not allowed:
-        raise DataError(f"{target} is missing and dataset.download=false; {place}.")
-    try:
-        download_url(url, str(folder), filename, md5)
-    except Exception as exc:  # urllib, socket and checksum errors all mean the same thing to the user
-        target.unlink(missing_ok=True)
-        raise DataError(f"could not download {filename} ({type(exc).__name__}: {exc}); {place}.") from None
+    if not target.is_file():
+        if not allowed:
+            raise DataError(f"{target} is missing and dataset.download=false; {place}.")
+        try:
+            download_url(url, str(folder), filename, md5)
+        except Exception as exc:  # urllib, socket and checksum errors all mean the same thing to the user
+            target.unlink(missing_ok=True)
+            raise DataError(f"could not download {filename} ({type(exc).__name__}: {exc}); {place}.") from None
     if unpacked:
-        extract_archive(str(target), str(folder))
+        try:
+            extract_archive(str(target), str(folder))
+        except Exception as exc:  # tarfile, zipfile and format-detection errors
+            raise DataError(f"could not unpack {target} ({type(exc).__name__}: {exc}); delete it and {place}.") from None
     return target

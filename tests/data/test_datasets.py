@@ -138,3 +138,16 @@ def test_cli_reports_missing_dataset_in_one_line(tmp_path: Path) -> None:
         f"place cifar-10-python.tar.gz (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) "
         f"or its unpacked cifar-10-batches-py/ folder in {tmp_path / 'data' / 'cifar10'}."
     ]
+
+
+def test_an_archive_placed_by_hand_is_unpacked_without_downloading(tmp_path: Path) -> None:
+    import tarfile
+
+    source = tmp_path / "source"
+    written = write_cifar(source, hundred=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as archive:
+        archive.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    splits = load("cifar10", root, download=False)
+    assert torch.equal(splits.test_images, written["test_images"])
