@@ -26,6 +26,9 @@ EMA_BUFFERS = ("average", "copy", "recompute", "none")
 SOFT_LOSSES = ("kl", "paper")
 REPLAYS = ("lagged", "rounds")
 WANDB_MODES = ("offline", "online")
+LOADERS = ("fast", "torchvision")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SWITCHES = ("auto", "true", "false")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -39,17 +42,33 @@ class AugmentConfig:
 
     crop_padding: int = 0
     hflip: bool = False
+    rotation: float = 0.0
+    """Largest rotation in degrees; each image turns by an angle drawn uniformly in [-rotation, rotation]."""
+    cutout: int = 0
+    """Side of the square zeroed after normalisation (Cutout); 0 = off."""
+    autoaugment: bool = False
+    """AutoAugment with the CIFAR-10 policy, a sub-policy drawn per image."""
 
     def __post_init__(self) -> None:
         _require(self.crop_padding >= 0, f"dataset.augment.crop_padding must be >= 0; got {self.crop_padding}.")
+        _require(0 <= self.rotation <= 180, f"dataset.augment.rotation must be in [0, 180] degrees; got {self.rotation}.")
+        _require(self.cutout >= 0, f"dataset.augment.cutout must be >= 0 pixels (0 = off); got {self.cutout}.")
 
 
 @dataclass
 class DatasetConfig:
-    """Where the data comes from and how it is split; `name` selects the loader."""
+    """Where the data comes from and how it is split; `name` selects the loader.
+
+    `root` null means ``$SPACING_DATA/<name>``, or ``~/.cache/spacing/<name>`` without that
+    variable. `loader` is `fast` (batches augmented on the training device) or `torchvision`
+    (per-image PIL transforms in DataLoader workers, for checking equivalence).
+    """
 
     name: str = MISSING
     root: str | None = None
+    download: bool = True
+    loader: str = "fast"
+    workers: int = 2
     val_fraction: float = 0.1
     split_seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -59,6 +78,8 @@ class DatasetConfig:
             0.0 <= self.val_fraction < 1.0,
             f"dataset.val_fraction must be in [0, 1) (0 = no validation split); got {self.val_fraction}.",
         )
+        _require(self.loader in LOADERS, f"dataset.loader must be one of {', '.join(LOADERS)}; got '{self.loader}'.")
+        _require(self.workers >= 0, f"dataset.workers must be >= 0; got {self.workers}.")
 
 
 @dataclass
@@ -230,8 +251,23 @@ class TrainerConfig:
     log_every: int = 20
     resume: bool = True
     keep_checkpoint: bool = False
+    precision: str = "auto"
+    """Autocast dtype: auto (bf16 on a GPU that has it, else fp16 on GPU; fp32 on CPU), fp32, bf16, fp16."""
+    channels_last: str = "auto"
+    """Memory format of models and inputs: auto (on for GPU, off for CPU), true, false."""
+    compile: bool = False
+    """torch.compile every part of each model (stem, stages, head)."""
 
     def __post_init__(self) -> None:
+        self.channels_last = str(self.channels_last).lower()
+        _require(
+            self.precision in PRECISIONS,
+            f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'.",
+        )
+        _require(
+            self.channels_last in SWITCHES,
+            f"trainer.channels_last must be one of {', '.join(SWITCHES)}; got '{self.channels_last}'.",
+        )
         _require(self.epochs >= 1, f"trainer.epochs must be >= 1; got {self.epochs}.")
         _require(self.batch_size >= 1, f"trainer.batch_size must be >= 1; got {self.batch_size}.")
         _require(self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1; got {self.eval_batch_size}.")

@@ -31,6 +31,7 @@ from spacing.models import build_model
 from spacing.optim import build_lr_schedule, build_optimizer
 from spacing.record import RunRecord, read_result
 from spacing.seeding import restore_rng_state, rng_state, seed_everything
+from spacing.speed import Speed
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ RESUME_INSENSITIVE = (
     ("trainer", "device"),
     ("trainer", "eval_batch_size"),
     ("dataset", "root"),
+    ("dataset", "download"),
+    ("dataset", "workers"),
+    ("trainer", "compile"),
 )
 """Config keys that may differ between a run and its resumption: they do not change the numbers."""
 RESUME_INSENSITIVE_GROUPS = ("logger",)
@@ -126,12 +130,17 @@ class Trainer:
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
-        self.data = build_data(config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, self.device)
-        in_channels = self.data.image_shape[0]
+        self.speed = Speed.resolve(trainer, self.device)
+        self.grad_scaler = self.speed.grad_scaler()
+        self.data = build_data(
+            config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, self.device, self.speed.memory_format
+        )
+        in_channels, image_size = self.data.image_shape[0], self.data.image_shape[-1]
 
         def make_model(name: str | None):  # type: ignore[no-untyped-def]
             model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
-            return build_model(model_cfg, self.data.num_classes, in_channels).to(self.device)
+            model = build_model(model_cfg, self.data.num_classes, in_channels, image_size).to(self.device)
+            return self.speed.prepare(model)
 
         self.method = build_method(
             config.method,
@@ -145,6 +154,7 @@ class Trainer:
                 seed=config.seed,
                 build_model=make_model,
                 build_optimizer=lambda params: build_optimizer(params, trainer),
+                grad_scaler=self.grad_scaler,
             ),
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
@@ -223,7 +233,8 @@ class Trainer:
         )
         with bar:
             for i, batch in enumerate(self.data.train.epoch(epoch)):
-                merge_stats(totals, self.method.train_step(batch, self.progress.step))
+                with self.speed.autocast():
+                    merge_stats(totals, self.method.train_step(batch, self.progress.step))
                 self.progress.step += 1
                 self.progress.images += len(batch)
                 bar.update()
@@ -232,7 +243,8 @@ class Trainer:
                     bar.set_postfix(_postfix(totals, self.method.targets))
                     self.loggers.log_step(self.progress.step, _losses_since(totals, logged), self.lr)
                     logged = dict(totals)
-            merge_stats(totals, self.method.end_epoch(epoch))
+            with self.speed.autocast():
+                merge_stats(totals, self.method.end_epoch(epoch))
         self._check_finite(totals, epoch)
         self.progress.train_seconds += time.perf_counter() - started
         return totals
@@ -255,7 +267,9 @@ class Trainer:
         self.method.eval_mode()
         with torch.no_grad():
             for images, labels in split:
-                for target, logits in self.method.predict(images).items():
+                with self.speed.autocast():
+                    predictions = self.method.predict(images)
+                for target, logits in predictions.items():
                     hits = (logits.argmax(1) == labels).sum()
                     correct[target] = correct[target] + hits if target in correct else hits
         self.method.train_mode()
@@ -310,6 +324,7 @@ class Trainer:
             "method": self.method.state_dict(),
             "schedules": {name: s.state_dict() for name, s in self.schedules.items()},
             "rng": rng_state(),
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
             "history": self.record.history,
             "config": self.config_dict,
         }
@@ -326,6 +341,8 @@ class Trainer:
         for name, schedule in self.schedules.items():
             schedule.load_state_dict(state["schedules"][name])
         restore_rng_state(state["rng"])
+        if self.grad_scaler is not None and state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
         self.progress = Progress(**state["progress"])
         self.record.restore_history(state["history"])
         self._update_record()

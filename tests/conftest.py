@@ -60,7 +60,7 @@ def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundl
 
     def make_model(name):
         model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
-        return build_model(model_cfg, data.num_classes, data.image_shape[0])
+        return build_model(model_cfg, data.num_classes, data.image_shape[0], data.image_shape[-1])
 
     ctx = MethodContext(
         num_classes=data.num_classes,

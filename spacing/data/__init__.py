@@ -3,6 +3,8 @@
 ``DATASETS`` maps ``dataset.name`` to a loader returning :class:`ImageSplits`;
 :func:`build_data` carves the validation split out of train, moves the tensors to the
 training device once, and wraps them in a :class:`TrainStream` and :class:`EvalSet` objects.
+With ``dataset.loader=torchvision`` the training images stay on the CPU and are augmented by
+per-image PIL transforms in DataLoader workers instead (:mod:`spacing.data.pil`).
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ import torch
 
 from spacing.config import DatasetConfig
 from spacing.data.augment import BatchAugment
+from spacing.data.cifar import load_cifar10, load_cifar100
 from spacing.data.digits import load_digits
+from spacing.data.pil import PILAugment, TorchvisionStream, pil_transform
 from spacing.data.source import ImageSplits, holdout_split
 from spacing.data.stream import Batch, EvalSet, TrainStream
+from spacing.data.svhn import load_svhn
 from spacing.data.synthetic import load_synthetic
+from spacing.data.tiny_imagenet import load_tiny_imagenet
 from spacing.errors import ConfigError
 
 DATASETS: dict[str, Callable[[Any], ImageSplits]] = {
     "digits": load_digits,
     "synthetic": load_synthetic,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "svhn": load_svhn,
+    "tiny_imagenet": load_tiny_imagenet,
 }
 
 __all__ = ["DATASETS", "Batch", "DataBundle", "EvalSet", "TrainStream", "build_data"]
@@ -40,20 +50,33 @@ class DataBundle:
     image_shape: tuple[int, int, int]
 
 
-def build_data(cfg: DatasetConfig, batch_size: int, eval_batch_size: int, seed: int, device: torch.device) -> DataBundle:
-    """Load `cfg.name`, split off validation, and place the tensors on `device`."""
+def build_data(
+    cfg: DatasetConfig,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> DataBundle:
+    """Load `cfg.name`, split off validation, and place the tensors on `device`; batches come in `memory_format`."""
     if cfg.name not in DATASETS:
         raise ConfigError(f"unknown dataset.name '{cfg.name}'; valid choices: {', '.join(sorted(DATASETS))}.")
     splits = DATASETS[cfg.name](cfg)
     mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
     train_idx, val_idx = holdout_split(len(splits.train_labels), cfg.val_fraction, cfg.split_seed)
-    train_images = splits.train_images.to(device)
-    train_labels = splits.train_labels.to(device)
-    augment = BatchAugment(mean, std, cfg.augment.crop_padding, cfg.augment.hflip)
-    stream = TrainStream(train_images[train_idx.to(device)], train_labels[train_idx.to(device)], augment, batch_size, seed)
+    train_images, train_labels = splits.train_images[train_idx], splits.train_labels[train_idx]
+    if cfg.loader == "torchvision":
+        transform = pil_transform(cfg.augment, train_images.shape[-1], splits.mean, splits.std)
+        stream: TrainStream = TorchvisionStream(
+            train_images, train_labels, PILAugment(transform, memory_format), batch_size, seed, device, cfg.workers
+        )
+    else:
+        augment = BatchAugment.from_config(cfg.augment, mean, std, memory_format)
+        stream = TrainStream(train_images.to(device), train_labels.to(device), augment, batch_size, seed)
     val = None
     if len(val_idx):
-        val = EvalSet(train_images[val_idx.to(device)], train_labels[val_idx.to(device)], mean, std, eval_batch_size)
-    test = EvalSet(splits.test_images.to(device), splits.test_labels.to(device), mean, std, eval_batch_size)
+        val_images, val_labels = splits.train_images[val_idx].to(device), splits.train_labels[val_idx].to(device)
+        val = EvalSet(val_images, val_labels, mean, std, eval_batch_size, memory_format)
+    test = EvalSet(splits.test_images.to(device), splits.test_labels.to(device), mean, std, eval_batch_size, memory_format)
     return DataBundle(stream, val, test, splits.num_classes, tuple(splits.train_images.shape[1:]))

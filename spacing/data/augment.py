@@ -3,53 +3,169 @@
 Working on whole batches (rather than per-image PIL transforms) keeps the data where the math
 is, and drawing every random choice from one generator seeded per batch makes any batch
 reproducible bit for bit from ``(indices, seed)``: spaced KD replays batches that way instead of
-storing augmented images.
+storing augmented images. Every choice is still made per image (crop offset, flip, angle,
+AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline makes it.
+
+The pipeline runs in the papers' order: crop, flip, rotation (together, as one gather),
+AutoAugment on uint8 images,
+then normalisation, then Cutout (zeroing a square of the normalised image, i.e. setting it to
+the mean colour, as in the Cutout paper's code).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-
-def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 (N, C, H, W) in [0, 255] -> float32, standardised per channel."""
-    return (images.float().div_(255.0) - mean) / std
+from spacing.config import AugmentConfig
 
 
-def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
-    """Zero-pad by `padding` and cut a random window of the original size from each image."""
+def normalize(images: Tensor, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """uint8 (N, C, H, W) in [0, 255] -> float32, standardised per channel, in `memory_format`."""
+    scale = 1.0 / (255.0 * std)
+    return torch.addcmul(-mean / std, images.float(), scale).contiguous(memory_format=memory_format)
+
+
+def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: Tensor) -> Tensor:
+    """Crop, mirror and turn each image in one gather, as the three steps in sequence would.
+
+    Image i is zero-padded by `padding` and cut at window offset `offsets[i]` = (dy, dx) in
+    [0, 2 * padding], mirrored left-right where `flip[i]`, then turned counter-clockwise by
+    `degrees[i]` about its centre with nearest-pixel sampling and zero fill. The rotation uses
+    torchvision's sampling grid (pixel centres, ties rounded to even), so a turned image equals
+    ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    angle = torch.deg2rad(degrees.to(device, torch.float32))
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    mirror = torch.where(flip.to(device), -1.0, 1.0)[:, None, None]
+    y = (torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2)[None, :, None]
+    x = (torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2)[None, None, :]
+    # The window pixel each output pixel reads: rotated back, then mirrored (on the small
+    # per-image factors, so only two full-size operations make each coordinate).
+    rows = torch.round((sin * x + (h - 1) / 2) + cos * y)
+    cols = torch.round((mirror * cos * x + (w - 1) / 2) - mirror * sin * y)
+    shift = (offsets.to(device) - padding).to(torch.float32)
+    dy, dx = shift[:, 0, None, None], shift[:, 1, None, None]
+    # Valid where the pixel is inside the window and the window pixel is inside the image (not padding).
+    valid = (rows >= (-dy).clamp(min=0)) & (rows < (h - dy).clamp(max=h)) & (cols >= (-dx).clamp(min=0)) & (cols < (w - dx).clamp(max=w))
+    flat = (rows * w + cols + (dy * w + dx)).clamp_(0, h * w - 1).long()
+    out = images.reshape(n, c, h * w).gather(2, flat.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+    return out * valid[:, None].to(out.dtype)
+
+
+def rotate(images: Tensor, degrees: Tensor) -> Tensor:
+    """Turn image i counter-clockwise by `degrees[i]` about its centre (nearest pixel, zero fill)."""
+    n = images.shape[0]
+    return warp(images, 0, torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool), degrees)
+
+
+def random_warp(images: Tensor, padding: int, hflip: bool, max_degrees: float, generator: torch.Generator) -> Tensor:
+    """Random crop with `padding`, flip with probability 1/2 (if `hflip`), rotation in [-max_degrees, max_degrees], per image."""
+    n = images.shape[0]
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    degrees = (torch.rand(n, generator=generator) * 2 - 1) * max_degrees
+    return warp(images, padding, offsets, flip, degrees)
+
+
+def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
+    """Zero a `length` x `length` square centred on a uniformly drawn pixel of each image (clipped at the border)."""
     n, _, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    off_y = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-    off_x = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-    rows = (off_y[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-    cols = (off_x[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+    centre_y = torch.randint(0, h, (n,), generator=generator).to(images.device)
+    centre_x = torch.randint(0, w, (n,), generator=generator).to(images.device)
+    rows = torch.arange(h, device=images.device)
+    cols = torch.arange(w, device=images.device)
+    half = length // 2
+    in_rows = (rows >= centre_y[:, None] - half) & (rows < centre_y[:, None] + half)
+    in_cols = (cols >= centre_x[:, None] - half) & (cols < centre_x[:, None] + half)
+    hole = in_rows[:, None, :, None] & in_cols[:, None, None, :]
+    return images.masked_fill(hole, 0)
 
 
-def random_hflip(images: Tensor, generator: torch.Generator) -> Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+class CifarAutoAugment:
+    """AutoAugment, CIFAR-10 policy, with a sub-policy drawn for every image of a batch.
+
+    torchvision's ``v2.AutoAugment`` draws one sub-policy per call from the global RNG, so a
+    batch tensor would get the same operations on every image. Here the draws (sub-policy,
+    whether each of its two operations fires, the sign of signed magnitudes) are made per image
+    from the batch's generator, and each distinct operation is then applied once to the images
+    that drew it, through torchvision's own operation table and kernels.
+    """
+
+    def __init__(self) -> None:
+        from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
+
+        self._torchvision = AutoAugment(AutoAugmentPolicy.CIFAR10)
+        self.policies: list[tuple[tuple[str, float, int | None], ...]] = list(self._torchvision._policies)
+        self.space: dict[str, tuple[Any, bool]] = self._torchvision._AUGMENTATION_SPACE
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        n, _, h, w = images.shape
+        chosen = torch.randint(0, len(self.policies), (n,), generator=generator)
+        fires = torch.rand(n, 2, generator=generator)
+        negative = torch.rand(n, 2, generator=generator) <= 0.5
+        out = images.clone()
+        for position in range(2):
+            for k, policy in enumerate(self.policies):
+                name, probability, magnitude_bin = policy[position]
+                selected = (chosen == k) & (fires[:, position] <= probability)
+                for sign, members in self._by_sign(name, selected, negative[:, position]):
+                    index = members.nonzero().flatten().to(images.device)
+                    if len(index):
+                        magnitude = sign * self._magnitude(name, magnitude_bin, h, w)
+                        out[index] = self._apply(out[index], name, magnitude)
+        return out
+
+    def _by_sign(self, name: str, selected: Tensor, negative: Tensor) -> list[tuple[float, Tensor]]:
+        signed = self.space[name][1]
+        return [(1.0, selected & ~negative), (-1.0, selected & negative)] if signed else [(1.0, selected)]
+
+    def _magnitude(self, name: str, magnitude_bin: int | None, h: int, w: int) -> float:
+        magnitudes = self.space[name][0](10, h, w)
+        return 0.0 if magnitudes is None else float(magnitudes[magnitude_bin])
+
+    def _apply(self, images: Tensor, name: str, magnitude: float) -> Tensor:
+        tv = self._torchvision
+        return tv._apply_image_or_video_transform(images, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
 
 
 @dataclass
 class BatchAugment:
-    """The train pipeline: augment uint8 images, then normalise. Random draws come from `generator`."""
+    """The train pipeline: augment uint8 images, normalise, cut out. Random draws come from `generator`."""
 
     mean: Tensor
     std: Tensor
     crop_padding: int = 0
     hflip: bool = False
+    rotation: float = 0.0
+    cutout: int = 0
+    autoaugment: bool = False
+    memory_format: torch.memory_format = torch.contiguous_format
+    _policy: CifarAutoAugment | None = field(init=False, repr=False, default=None)
+
+    @classmethod
+    def from_config(
+        cls, cfg: AugmentConfig, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> BatchAugment:
+        return cls(mean, std, cfg.crop_padding, cfg.hflip, cfg.rotation, cfg.cutout, cfg.autoaugment, memory_format)
+
+    def __post_init__(self) -> None:
+        if self.autoaugment:
+            self._policy = CifarAutoAugment()
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        if self.crop_padding:
-            images = random_crop(images, self.crop_padding, generator)
-        if self.hflip:
-            images = random_hflip(images, generator)
-        return normalize(images, self.mean, self.std)
+        if self.crop_padding or self.hflip or self.rotation:
+            images = random_warp(images, self.crop_padding, self.hflip, self.rotation, generator)
+        if self._policy is not None:
+            images = self._policy(images, generator)
+        normalised = normalize(images, self.mean, self.std)
+        if self.cutout:
+            normalised = cutout(normalised, self.cutout, generator)
+        return normalised.contiguous(memory_format=self.memory_format)
+

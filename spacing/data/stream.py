@@ -8,14 +8,17 @@ augmentation; :meth:`TrainStream.rebuild` recreates it exactly. Batch order depe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from spacing.data.augment import BatchAugment, normalize
+from spacing.data.augment import normalize
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+"""uint8 images + the batch's generator -> the normalised float batch (BatchAugment, PILAugment)."""
 
 
 def derive_seed(*parts: int) -> int:
@@ -43,7 +46,7 @@ class TrainStream:
         self,
         images: Tensor,
         labels: Tensor,
-        augment: BatchAugment,
+        augment: Augment,
         batch_size: int,
         seed: int,
     ) -> None:
@@ -52,6 +55,7 @@ class TrainStream:
         self.augment = augment
         self.batch_size = batch_size
         self.seed = seed
+        self.device = images.device
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -60,29 +64,43 @@ class TrainStream:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self) / self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of epoch `epoch` (0-based), in order."""
+    def plan(self, epoch: int) -> Iterator[tuple[Tensor, int]]:
+        """What identifies each batch of epoch `epoch` (0-based), in order: (dataset indices, augmentation seed)."""
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch)))
         for step in range(self.steps_per_epoch):
-            indices = order[step * self.batch_size : (step + 1) * self.batch_size]
-            yield self.rebuild(indices, derive_seed(self.seed, epoch, step))
+            yield order[step * self.batch_size : (step + 1) * self.batch_size], derive_seed(self.seed, epoch, step)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of epoch `epoch` (0-based), in order."""
+        for indices, seed in self.plan(epoch):
+            yield self.rebuild(indices, seed)
 
     def rebuild(self, indices: Tensor, seed: int) -> Batch:
         """The batch made of `indices` augmented with `seed`: identical to when it was first drawn."""
-        device_indices = indices.to(self.images.device)
-        images = self.augment(self.images[device_indices], torch.Generator().manual_seed(seed))
-        return Batch(images, self.labels[device_indices], indices, seed)
+        source_indices = indices.to(self.images.device)
+        images = self.augment(self.images[source_indices], torch.Generator().manual_seed(seed))
+        labels = self.labels[source_indices]
+        return Batch(images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), indices, seed)
 
 
 class EvalSet:
     """A held-out split, served in fixed order without augmentation."""
 
-    def __init__(self, images: Tensor, labels: Tensor, mean: Tensor, std: Tensor, batch_size: int) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        mean: Tensor,
+        std: Tensor,
+        batch_size: int,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
         self.images = images
         self.labels = labels
         self.mean = mean
         self.std = std
         self.batch_size = batch_size
+        self.memory_format = memory_format
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -90,4 +108,4 @@ class EvalSet:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self), self.batch_size):
             end = start + self.batch_size
-            yield normalize(self.images[start:end], self.mean, self.std), self.labels[start:end]
+            yield normalize(self.images[start:end], self.mean, self.std, self.memory_format), self.labels[start:end]

@@ -60,6 +60,8 @@ class MethodContext:
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    grad_scaler: torch.amp.GradScaler | None = None
+    """The run's loss scaler under fp16 autocast (None otherwise); :meth:`Method.optimize` applies it."""
 
 
 def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
@@ -68,11 +70,16 @@ def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None
         totals[target] = totals[target] + stats if target in totals else stats
 
 
-def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
-    """One optimizer update on `loss`."""
+def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """One optimizer update on `loss`; with an fp16 `scaler`, the loss is scaled and overflowing steps are skipped."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 class Method(ABC):
@@ -100,6 +107,10 @@ class Method(ABC):
     @property
     def strength(self) -> float | None:
         return None if self.strength_name is None else float(getattr(self.cfg, self.strength_name))
+
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+        """One update of `optimizer` on `loss`, loss-scaled when the run trains in fp16."""
+        sgd_step(optimizer, loss, self.ctx.grad_scaler)
 
     @abstractmethod
     def modules(self) -> dict[str, nn.Module]:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from spacing.config import MethodConfig
 from spacing.data import Batch
-from spacing.methods.base import Method, MethodContext, StepStats, sgd_step
+from spacing.methods.base import Method, MethodContext, StepStats
 
 
 class Baseline(Method):
@@ -28,7 +28,7 @@ class Baseline(Method):
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
         logits = self.model(batch.images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.optimizer, loss)
+        self.optimize(self.optimizer, loss)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from spacing.config import DropoutConfig
 from spacing.data import Batch
-from spacing.methods.base import Method, MethodContext, StepStats, sgd_step
+from spacing.methods.base import Method, MethodContext, StepStats
 
 
 def max_dropout(x: Tensor, rate: float) -> Tensor:
@@ -91,7 +91,7 @@ class SpacedDropout(Method):
         self.train_steps += 1
         logits = self.model(images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.optimizer, loss)
+        self.optimize(self.optimizer, loss)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:

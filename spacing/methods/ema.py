@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from spacing.config import EmaConfig
 from spacing.data import Batch
-from spacing.methods.base import Method, MethodContext, StepStats, sgd_step
+from spacing.methods.base import Method, MethodContext, StepStats
 
 
 @torch.no_grad()
@@ -66,7 +66,7 @@ class SpacedEMA(Method):
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
         logits = self.model(batch.images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.optimizer, loss)
+        self.optimize(self.optimizer, loss)
         if self.schedule.is_refresh(step):
             self.update(step)
         return {"model": StepStats.of(loss, logits, batch.labels)}

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from spacing.config import OnlineKDConfig
 from spacing.data import Batch
-from spacing.methods.base import MethodContext, StepStats, sgd_step
+from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.distill import SpacedDistillation, feature_loss, frozen_bn_stats, soft_loss
 
 
@@ -46,7 +46,7 @@ class OnlineKD(SpacedDistillation):
     def _teacher_step(self, batch: Batch) -> tuple[dict[str, StepStats], Tensor, Tensor]:
         logits, features = self.teacher.forward_with_features(batch.images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.teacher_optimizer, loss)
+        self.optimize(self.teacher_optimizer, loss)
         return {"teacher": StepStats.of(loss, logits, batch.labels)}, logits.detach(), features.detach()
 
     def _student_step(self, batch: Batch, teacher_logits: Tensor, teacher_features: Tensor) -> dict[str, StepStats]:
@@ -57,7 +57,7 @@ class OnlineKD(SpacedDistillation):
             + cfg.alpha * soft_loss(logits, teacher_logits, cfg.temperature, cfg.soft_loss)
             + cfg.beta * feature_loss(self.projection(features), teacher_features)
         )
-        sgd_step(self.student_optimizer, loss)
+        self.optimize(self.student_optimizer, loss)
         return {"student": StepStats.of(loss, logits, batch.labels)}
 
     def massed_step(self, batch: Batch) -> dict[str, StepStats]:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from spacing.config import SelfKDConfig
 from spacing.data import Batch
-from spacing.methods.base import MethodContext, StepStats, sgd_step
+from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.distill import SpacedDistillation, feature_loss, soft_loss
 from spacing.models import StagedNet
 
@@ -83,7 +83,7 @@ class SelfKD(SpacedDistillation):
     def _full_step(self, batch: Batch) -> dict[str, StepStats]:
         logits, features = self.net.exits(batch.images)
         loss = self_distillation_loss(logits, features, batch.labels, self.cfg)
-        sgd_step(self.optimizer, loss)
+        self.optimize(self.optimizer, loss)
         return {f"exit{i + 1}": StepStats.of(loss, out, batch.labels) for i, out in enumerate(logits)}
 
     def massed_step(self, batch: Batch) -> dict[str, StepStats]:
@@ -92,7 +92,7 @@ class SelfKD(SpacedDistillation):
     def fresh_step(self, batch: Batch) -> dict[str, StepStats]:
         logits = self.net.backbone(batch.images)
         loss = F.cross_entropy(logits, batch.labels)
-        sgd_step(self.optimizer, loss)
+        self.optimize(self.optimizer, loss)
         return {f"exit{self.net.num_exits}": StepStats.of(loss, logits, batch.labels)}
 
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:

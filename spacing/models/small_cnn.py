@@ -11,7 +11,7 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def small_cnn(num_classes: int, in_channels: int, width: int = 32) -> StagedNet:
+def small_cnn(num_classes: int, in_channels: int, image_size: int, width: int = 32) -> StagedNet:
     """Stages of width w, 2w, 4w; the 2nd and 3rd halve the resolution first."""
     widths = [width, 2 * width, 4 * width]
     stem = _conv_bn_relu(in_channels, width)

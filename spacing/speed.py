@@ -1,0 +1,63 @@
+"""Trainer speed switches: autocast precision, channels_last memory format, torch.compile.
+
+``auto`` turns on what the device does well: bf16 autocast (fp16 where a GPU lacks bf16) and
+channels_last on CUDA; plain fp32 and the default memory format on CPU. fp16 needs a gradient
+scaler against underflow; the run's scaler reaches every optimizer step through
+``MethodContext.grad_scaler`` and :func:`spacing.methods.base.sgd_step`. bf16 needs none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from spacing.config import TrainerConfig
+from spacing.errors import DeviceError
+from spacing.models import StagedNet
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The resolved switches for one run on one device."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    """Autocast dtype; None = plain fp32."""
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def resolve(cls, cfg: TrainerConfig, device: torch.device) -> Speed:
+        cuda = device.type == "cuda"
+        precision = cfg.precision
+        if precision == "auto":
+            precision = ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16") if cuda else "fp32"
+        if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise DeviceError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16; use trainer.precision=fp16 or fp32.")
+        channels_last = cuda if cfg.channels_last == "auto" else cfg.channels_last == "true"
+        return cls(device, DTYPES[precision], channels_last, cfg.compile)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision around forward passes (a no-op for fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A loss scaler for fp16; None otherwise."""
+        return torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+
+    def prepare(self, model: StagedNet) -> StagedNet:
+        """Put a freshly built model (already on the device) in the run's memory format, compiled if asked."""
+        model = model.to(memory_format=self.memory_format)
+        if self.compile:
+            model.compile_parts()
+        return model
