@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS = {
     "data": "spacing.bench.data",
     "train": "spacing.bench.train",
+    "replay": "spacing.bench.replay",
 }
 
 

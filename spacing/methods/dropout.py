@@ -5,7 +5,8 @@ Dropout acts on the feature map after every stage of the model. Its rate at trai
 when spaced (it rises from 0 to p and back every S steps), ``p*U(0,1)`` when random.
 Variants: ``standard`` (zero random units, rescale by 1/(1-rate)), ``max`` (zero the units whose
 per-sample min-max normalised activation exceeds 1 - rate, no rescale), and ``cutout``
-(input level: a square hole of side ``cutout_size * multiplier`` at a random place per image).
+(input level: a Cutout hole of side ``cutout_size * multiplier`` at a random place per image,
+rounded down to even as in the Cutout paper's code).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch import Tensor, nn
 
 from spacing.config import DropoutConfig
 from spacing.data import Batch
+from spacing.data.augment import cutout
+from spacing.data.stream import derive_seed
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
@@ -28,18 +31,8 @@ def max_dropout(x: Tensor, rate: float) -> Tensor:
     return (flat * (normalised <= 1 - rate)).view_as(x)
 
 
-def cutout(images: Tensor, size: int) -> Tensor:
-    """Zero a size x size square (clipped at the borders) centred at a random pixel of each image."""
-    if size <= 0:
-        return images
-    n, _, h, w = images.shape
-    cy = torch.randint(0, h, (n, 1, 1), device=images.device)
-    cx = torch.randint(0, w, (n, 1, 1), device=images.device)
-    rows = torch.arange(h, device=images.device).view(1, h, 1)
-    cols = torch.arange(w, device=images.device).view(1, 1, w)
-    start_y, start_x = cy - size // 2, cx - size // 2
-    hole = (rows >= start_y) & (rows < start_y + size) & (cols >= start_x) & (cols < start_x + size)
-    return images * (~hole).unsqueeze(1)
+CUTOUT_STREAM = 0xC07
+"""Mixed into the seed of each step's cutout draws, apart from the data pipeline's own."""
 
 
 class SpacedDropout(Method):
@@ -84,7 +77,7 @@ class SpacedDropout(Method):
         images = batch.images
         if self.cfg.variant == "cutout":
             hole = round(self.cfg.cutout_size * multiplier)
-            images = cutout(images, hole)
+            images = cutout(images, hole, torch.Generator().manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM)))
             self.train_strength_sum += hole
         else:
             self.train_strength_sum += self.rate

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 CASES = {
     "unknown_key": (
         ["trainer.epoch=3"],
-        "unknown key 'trainer.epoch'; valid keys under trainer: batch_size, device, epochs,",
+        "unknown key 'trainer.epoch'; valid keys under trainer: batch_size, channels_last, compile, device, epochs,",
     ),
     "appended_unknown_key": (["+trainer.foo=1"], "unknown key 'trainer.foo'; valid keys under trainer:"),
     "wrong_type": (["trainer.epochs=abc"], "invalid value for 'trainer.epochs': Value 'abc' of type 'str' could not"),

@@ -6,7 +6,7 @@ import torch
 
 from spacing.config import DatasetConfig, SyntheticDatasetConfig
 from spacing.data import build_data
-from spacing.data.augment import BatchAugment, random_crop, random_hflip
+from spacing.data.augment import BatchAugment, random_warp
 from spacing.data.digits import load_digits
 from spacing.data.source import holdout_split
 
@@ -54,13 +54,13 @@ def test_validation_is_held_out_of_train_and_test_is_untouched() -> None:
 
 def test_crop_keeps_a_shifted_window_and_flip_mirrors() -> None:
     images = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
-    cropped = random_crop(images, 1, torch.Generator().manual_seed(0))
+    cropped = random_warp(images, 1, False, 0.0, torch.Generator().manual_seed(0))
     assert cropped.shape == images.shape
     for i in range(2):
         padded = torch.nn.functional.pad(images[i], (1, 1, 1, 1))
         windows = [padded[:, y : y + 4, x : x + 4] for y in range(3) for x in range(3)]
         assert any(torch.equal(cropped[i], w) for w in windows)
-    flipped = random_hflip(images.repeat(50, 1, 1, 1), torch.Generator().manual_seed(0))
+    flipped = random_warp(images.repeat(50, 1, 1, 1), 0, True, 0.0, torch.Generator().manual_seed(0))
     mirrored = [torch.equal(f, images[i % 2].flip(2)) for i, f in enumerate(flipped)]
     assert 30 <= sum(mirrored) <= 70
 

@@ -176,3 +176,23 @@ def test_replay_memory_is_indices_not_images() -> None:
     assert method.queue.peak_nbytes == len(data.train) * 4 + 16 * batches
     image_bytes = len(data.train) * math.prod(data.image_shape) * 4
     assert method.queue.peak_nbytes * 10 < image_bytes
+
+
+def test_replay_benchmark_prints_the_memory_line() -> None:
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "spacing.bench", "replay", "--images", "5000", "--intervals", "1.5", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"replay memory at s=4: (\d+) bytes \((\d+)x less than storing images\)", last)
+    assert match, last
+    kept = 4 * 40 + 1  # S = 4 epochs x ceil(5000 / 128) steps; lagged keeps S + 1 batches at the peak
+    assert kept * (16 + 4 * 8) <= int(match.group(1)) <= kept * (16 + 4 * 128)  # int32 indices + seed/step
+    assert int(match.group(2)) > 1000

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spacing.config import to_config
-from spacing.methods.dropout import cutout, max_dropout
+from spacing.methods.dropout import max_dropout
 from spacing.methods.ema import SpacedEMA
 from tests.conftest import build_method_for, compose_config
 
@@ -66,13 +66,18 @@ def test_max_dropout_zeroes_the_most_active_units() -> None:
     assert torch.equal(max_dropout(x, 0.0), x)
 
 
-def test_cutout_zeroes_a_square_of_the_asked_side() -> None:
-    torch.manual_seed(0)
-    images = torch.ones(64, 3, 16, 16)
-    holes = (cutout(images, 4) == 0).all(dim=1)
-    sizes = holes.flatten(1).sum(1)
-    assert sizes.max() == 16 and sizes.min() >= 4  # full 4x4 inside, clipped at borders
-    assert torch.equal(cutout(images, 0), images)
+def test_spaced_cutout_hole_follows_the_sine() -> None:
+    config = to_config(
+        compose_config(["method=dropout", "method.variant=cutout", "method.cutout_size=6", "method.interval=0.4", *TINY])
+    )
+    method, data = build_method_for(config)
+    seen = []
+    original = method.model.forward
+    method.model.forward = lambda images: (seen.append((images == 0).all(dim=1).flatten(1).sum(1).max().item()), original(images))[1]
+    for step, batch in zip(range(3), data.train.epoch(0)):
+        method.train_step(batch, step)
+    assert seen == [0, 16, 36]  # sides round(6 * |sin(pi t / 4)|) = 0, 4, 6 -> largest holes 0, 4x4, 6x6
+    assert method.counters()["mean_cutout_size"] == pytest.approx((0 + 4 + 6) / 3)
 
 
 @pytest.mark.parametrize("interval,schedule", [(0.0, "periodic"), (0.3, "periodic"), (0.0, "random")])
