@@ -22,15 +22,6 @@ TINY = ("dataset=synthetic", "model.width=8", "trainer.device=cpu")
 """Cells that train in well under a second per epoch on one CPU core."""
 
 
-def available_methods() -> set[str]:
-    return {path.stem for path in (CONF / "method").glob("*.yaml")}
-
-
-def demo_method_overrides() -> list[str]:
-    """The demo sweep runs `method=ema`; until that method is in this checkout, its machinery runs baseline."""
-    return [] if "ema" in available_methods() else ["method=baseline"]
-
-
 def cli_env() -> dict[str, str]:
     """The environment of a launch: the repo importable by every cell's process, one thread per cell."""
     env = dict(os.environ)

@@ -9,7 +9,6 @@ import pytest
 
 from tests.sweeps.conftest import (
     TINY,
-    available_methods,
     cells,
     launch,
     logged_epochs,
@@ -61,7 +60,6 @@ def test_relaunch_skips_completed_cells_and_a_failing_cell_does_not_stop_the_oth
     assert {k: v for k, v in snapshot(sweep).items() if "-1" not in k} == before
 
 
-@pytest.mark.skipif("ema" not in available_methods(), reason="the demo sweep runs method=ema, not in this checkout yet")
 def test_demo_sweep_runs_end_to_end_and_a_second_launch_trains_nothing(tmp_path: Path) -> None:
     """The real demo file, with its grid and epochs cut down from the command line."""
     shrink = ("trainer.epochs=1", "method.interval=0,1", "seed=0")

@@ -11,7 +11,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import run as cli
@@ -31,14 +30,6 @@ def compose_sweep(name: str, *overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=[f"+sweep={name}", *overrides], return_hydra_config=True)
 
 
-def compose_or_skip(name: str, *overrides: str) -> DictConfig:
-    """compose_sweep, skipping the test when the sweep names a dataset or method not in this checkout yet."""
-    try:
-        return compose_sweep(name, *overrides)
-    except MissingConfigException as exc:
-        pytest.skip(f"sweep '{name}' needs {exc.missing_cfg_file}, which is not in this checkout yet")
-
-
 def grid(cfg: DictConfig) -> dict[str, list[str]]:
     """The sweeper params of a composed sweep, each expanded to its list of values."""
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False)
@@ -53,7 +44,7 @@ def grid(cfg: DictConfig) -> dict[str, list[str]]:
 @pytest.mark.parametrize("name", NAMES)
 def test_sweep_file_is_global_and_selected_by_its_name(name: str) -> None:
     assert (SWEEPS / f"{name}.yaml").read_text().splitlines()[0] == "# @package _global_"
-    cfg = compose_or_skip(name)
+    cfg = compose_sweep(name)
     assert cfg.hydra.runtime.choices["sweep"] == name
     assert cfg.hydra.sweep.dir == f"multirun/{SHARED_DIRS.get(name, name)}"
 
@@ -61,13 +52,13 @@ def test_sweep_file_is_global_and_selected_by_its_name(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_grid_value_composes_to_a_valid_config(name: str) -> None:
     """Each value of each parameter, with the others at their first value, passes the schema checks."""
-    params = grid(compose_or_skip(name))
+    params = grid(compose_sweep(name))
     first = {key: values[0] for key, values in params.items()}
     parser = OverridesParser.create()
     for key, values in params.items():
         for value in values:
             overrides = [f"{k}={value if k == key else v}" for k, v in first.items()]
-            cfg = compose_or_skip(name, *overrides)
+            cfg = compose_sweep(name, *overrides)
             with open_dict(cfg):
                 cfg.pop("hydra")
             assert isinstance(to_config(cfg), Config)
@@ -75,7 +66,7 @@ def test_every_grid_value_composes_to_a_valid_config(name: str) -> None:
 
 
 def test_demo_grid_is_an_ema_interval_curve_with_seeds_on_offline_data() -> None:
-    cfg = compose_or_skip("demo")
+    cfg = compose_sweep("demo")
     params = grid(cfg)
     assert params["method.interval"] == ["0", "0.1", "0.5", "1", "2"]
     assert len(params["seed"]) >= 2
