@@ -36,6 +36,10 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    _require(value in choices, f"{key} must be one of {', '.join(choices)}; got '{value}'.")
+
+
 @dataclass
 class AugmentConfig:
     """Train-time augmentation, applied to whole batches (see spacing.data.augment)."""
@@ -78,7 +82,7 @@ class DatasetConfig:
             0.0 <= self.val_fraction < 1.0,
             f"dataset.val_fraction must be in [0, 1) (0 = no validation split); got {self.val_fraction}.",
         )
-        _require(self.loader in LOADERS, f"dataset.loader must be one of {', '.join(LOADERS)}; got '{self.loader}'.")
+        _require_choice(self.loader, LOADERS, "dataset.loader")
         _require(self.workers >= 0, f"dataset.workers must be >= 0; got {self.workers}.")
 
 
@@ -132,10 +136,7 @@ class MethodConfig:
             self.interval >= 0 and not math.isnan(self.interval),
             f"method.interval must be >= 0 epochs (0 = massed, inf = offline KD); got {self.interval}.",
         )
-        _require(
-            self.schedule in SCHEDULES,
-            f"method.schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'.",
-        )
+        _require_choice(self.schedule, SCHEDULES, "method.schedule")
         _require(
             0 < self.random_max_gap < math.inf,
             f"method.random_max_gap must be a positive number of epochs; got {self.random_max_gap}.",
@@ -157,10 +158,7 @@ class DropoutConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(0.0 <= self.p < 1.0, f"method.p must be in [0, 1); got {self.p}.")
-        _require(
-            self.variant in DROPOUT_VARIANTS,
-            f"method.variant must be one of {', '.join(DROPOUT_VARIANTS)}; got '{self.variant}'.",
-        )
+        _require_choice(self.variant, DROPOUT_VARIANTS, "method.variant")
         _require(self.cutout_size >= 1, f"method.cutout_size must be >= 1 pixel; got {self.cutout_size}.")
 
 
@@ -180,10 +178,7 @@ class EmaConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(0.0 <= self.decay < 1.0, f"method.decay must be in [0, 1); got {self.decay}.")
-        _require(
-            self.buffers in EMA_BUFFERS,
-            f"method.buffers must be one of {', '.join(EMA_BUFFERS)}; got '{self.buffers}'.",
-        )
+        _require_choice(self.buffers, EMA_BUFFERS, "method.buffers")
         _require(self.recompute_batches >= 1, f"method.recompute_batches must be >= 1; got {self.recompute_batches}.")
 
 
@@ -210,11 +205,8 @@ class DistillConfig(MethodConfig):
         _require(0.0 <= self.alpha <= 1.0, f"method.alpha must be in [0, 1]; got {self.alpha}.")
         _require(self.temperature > 0, f"method.temperature must be > 0; got {self.temperature}.")
         _require(self.beta >= 0, f"method.beta must be >= 0; got {self.beta}.")
-        _require(
-            self.soft_loss in SOFT_LOSSES,
-            f"method.soft_loss must be one of {', '.join(SOFT_LOSSES)}; got '{self.soft_loss}'.",
-        )
-        _require(self.replay in REPLAYS, f"method.replay must be one of {', '.join(REPLAYS)}; got '{self.replay}'.")
+        _require_choice(self.soft_loss, SOFT_LOSSES, "method.soft_loss")
+        _require_choice(self.replay, REPLAYS, "method.replay")
 
 
 @dataclass
@@ -260,14 +252,8 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         self.channels_last = str(self.channels_last).lower()
-        _require(
-            self.precision in PRECISIONS,
-            f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'.",
-        )
-        _require(
-            self.channels_last in SWITCHES,
-            f"trainer.channels_last must be one of {', '.join(SWITCHES)}; got '{self.channels_last}'.",
-        )
+        _require_choice(self.precision, PRECISIONS, "trainer.precision")
+        _require_choice(self.channels_last, SWITCHES, "trainer.channels_last")
         _require(self.epochs >= 1, f"trainer.epochs must be >= 1; got {self.epochs}.")
         _require(self.batch_size >= 1, f"trainer.batch_size must be >= 1; got {self.batch_size}.")
         _require(self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1; got {self.eval_batch_size}.")
@@ -278,10 +264,7 @@ class TrainerConfig:
             not self.nesterov or self.momentum > 0,
             "trainer.nesterov=true needs trainer.momentum > 0.",
         )
-        _require(
-            self.lr_schedule in LR_SCHEDULES,
-            f"trainer.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got '{self.lr_schedule}'.",
-        )
+        _require_choice(self.lr_schedule, LR_SCHEDULES, "trainer.lr_schedule")
         _require(0 < self.gamma <= 1, f"trainer.gamma must be in (0, 1]; got {self.gamma}.")
         _require(
             self.device in DEVICES or self.device.startswith("cuda:"),
@@ -307,10 +290,7 @@ class WandbConfig:
     mode: str = "offline"
 
     def __post_init__(self) -> None:
-        _require(
-            self.mode in WANDB_MODES,
-            f"logger.wandb.mode must be one of {', '.join(WANDB_MODES)}; got '{self.mode}'.",
-        )
+        _require_choice(self.mode, WANDB_MODES, "logger.wandb.mode")
 
 
 @dataclass

@@ -16,12 +16,12 @@ import copy
 from itertools import islice
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spacing.config import EmaConfig
 from spacing.data import Batch
-from spacing.methods.base import Method, MethodContext, StepStats
+from spacing.methods.base import MethodContext, StepStats
+from spacing.methods.baseline import Baseline
 
 
 @torch.no_grad()
@@ -43,15 +43,15 @@ def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
     model.train(was_training)
 
 
-class SpacedEMA(Method):
+class SpacedEMA(Baseline):
+    """Baseline training of `model`, plus a shadow `ema` refreshed on the schedule."""
+
     targets = ("model", "ema")
     strength_name = "decay"
 
     def __init__(self, cfg: EmaConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: EmaConfig = cfg
-        self.model = ctx.build_model(None)
-        self.optimizer = ctx.build_optimizer(self.model.parameters())
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.updates = 0
         self.first_update: int | None = None
@@ -60,16 +60,11 @@ class SpacedEMA(Method):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "ema": self.ema}
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
-        logits = self.model(batch.images)
-        loss = F.cross_entropy(logits, batch.labels)
-        self.optimize(self.optimizer, loss)
+        stats = super().train_step(batch, step)
         if self.schedule.is_refresh(step):
             self.update(step)
-        return {"model": StepStats.of(loss, logits, batch.labels)}
+        return stats
 
     @torch.no_grad()
     def update(self, step: int) -> None:
@@ -97,7 +92,7 @@ class SpacedEMA(Method):
             super().eval_mode()
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
-        return {"model": self.model(images), "ema": self.ema(images)}
+        return {**super().predict(images), "ema": self.ema(images)}
 
     def counters(self) -> dict[str, float | None]:
         return {"ema_updates": self.updates, "ema_first_update_step": self.first_update, "ema_last_update_step": self.last_update}
