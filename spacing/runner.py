@@ -120,13 +120,18 @@ class Trainer:
     """Holds a run's data, method and schedules, and drives epochs of train + evaluate + save."""
 
     def __init__(
-        self, config: Config, config_dict: dict[str, Any], record: RunRecord, out_dir: Path, loggers: LoggerList
+        self,
+        config: Config,
+        config_dict: dict[str, Any],
+        record: RunRecord,
+        out_dir: Path,
+        loggers: LoggerList | None = None,
     ) -> None:
         self.config = config
         self.config_dict = config_dict
         self.record = record
         self.out_dir = out_dir
-        self.loggers = loggers
+        self.loggers = loggers if loggers is not None else LoggerList()
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
