@@ -22,6 +22,8 @@ from spacing.seeding import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+TINY = ("dataset=synthetic", "dataset.train_size=200", "model=small_cnn", "model.width=4", "trainer.batch_size=16")
+"""A method's config at the smallest size that still has several batches per epoch."""
 FAST = ("trainer.epochs=1", "trainer.device=cpu", "dataset=synthetic", "model=small_cnn", "model.width=8")
 
 
@@ -74,3 +76,14 @@ def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundl
         build_optimizer=lambda params: build_optimizer(params, config.trainer),
     )
     return build_method(config.method, ctx), data
+
+
+def train_epochs(method: Method, data: DataBundle, epochs: int) -> int:
+    """Drive `method` through `epochs` epochs as the runner does (without evaluation); returns the steps taken."""
+    step = 0
+    for epoch in range(epochs):
+        for batch in data.train.epoch(epoch):
+            method.train_step(batch, step)
+            step += 1
+        method.end_epoch(epoch)
+    return step

@@ -12,9 +12,8 @@ from spacing.config import SelfKDConfig, to_config
 from spacing.methods.distill import soft_loss
 from spacing.methods.online_kd import OnlineKD
 from spacing.methods.self_kd import self_distillation_loss
-from tests.conftest import build_method_for, compose_config
+from tests.conftest import TINY, build_method_for, compose_config, train_epochs
 
-TINY = ("dataset=synthetic", "dataset.train_size=200", "model=small_cnn", "model.width=4", "trainer.batch_size=16")
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -88,21 +87,12 @@ class Recorder:
         method._student_step = student_step
 
 
-def train(method, data, epochs: int) -> None:
-    step = 0
-    for epoch in range(epochs):
-        for batch in data.train.epoch(epoch):
-            method.train_step(batch, step)
-            step += 1
-        method.end_epoch(epoch)
-
-
 @pytest.mark.parametrize("interval", [0.3, 1.0])
 def test_lagged_student_distils_each_batch_once_exactly_s_teacher_steps_later(interval: float) -> None:
     config = to_config(compose_config(["method=online_kd", f"method.interval={interval}", *TINY]))
     method, data = build_method_for(config, epochs=2)
     recorder = Recorder(method)
-    train(method, data, epochs=2)
+    train_epochs(method, data, epochs=2)
     S = int(interval * data.train.steps_per_epoch)
     total = 2 * data.train.steps_per_epoch
     assert [seed for seed, _, _ in recorder.distilled] == list(recorder.fresh)  # each once, in order
@@ -120,7 +110,7 @@ def test_rounds_replay_every_s_steps_with_the_teacher_up_to_s_minus_1_ahead() ->
     config = to_config(compose_config(["method=online_kd", "method.interval=0.5", "method.replay=rounds", *TINY]))
     method, data = build_method_for(config, epochs=1)
     recorder = Recorder(method)
-    train(method, data, epochs=1)
+    train_epochs(method, data, epochs=1)
     S, n = int(0.5 * data.train.steps_per_epoch), data.train.steps_per_epoch
     leads = [steps - recorder.taught_at[seed] for seed, steps, _ in recorder.distilled]
     full_rounds = n // S
@@ -132,7 +122,7 @@ def test_the_tail_is_dropped_when_distill_tail_is_off() -> None:
     config = to_config(compose_config(["method=online_kd", "method.interval=0.5", "method.distill_tail=false", *TINY]))
     method, data = build_method_for(config, epochs=1)
     recorder = Recorder(method)
-    train(method, data, epochs=1)
+    train_epochs(method, data, epochs=1)
     S, n = int(0.5 * data.train.steps_per_epoch), data.train.steps_per_epoch
     assert len(recorder.distilled) == n - S
     assert method.counters()["undistilled_batches"] == S
@@ -142,7 +132,7 @@ def test_offline_kd_distils_everything_after_the_teacher_finished() -> None:
     config = to_config(compose_config(["method=online_kd", "method.interval=inf", *TINY]))
     method, data = build_method_for(config, epochs=2)
     recorder = Recorder(method)
-    train(method, data, epochs=2)
+    train_epochs(method, data, epochs=2)
     total = 2 * data.train.steps_per_epoch
     assert len(recorder.distilled) == total
     assert {steps for _, steps, _ in recorder.distilled} == {total}
@@ -171,7 +161,7 @@ def test_massed_kd_uses_the_teachers_outputs_before_its_update() -> None:
 def test_replay_memory_is_indices_not_images() -> None:
     config = to_config(compose_config(["method=online_kd", "method.interval=inf", *TINY]))
     method, data = build_method_for(config, epochs=1)
-    train(method, data, epochs=1)
+    train_epochs(method, data, epochs=1)
     batches = data.train.steps_per_epoch
     assert method.queue.peak_nbytes == len(data.train) * 4 + 16 * batches
     image_bytes = len(data.train) * math.prod(data.image_shape) * 4

@@ -10,20 +10,7 @@ import torch
 from spacing.config import to_config
 from spacing.methods.dropout import max_dropout
 from spacing.methods.ema import SpacedEMA
-from tests.conftest import build_method_for, compose_config
-
-TINY = ("dataset=synthetic", "dataset.train_size=200", "model=small_cnn", "model.width=4", "trainer.batch_size=16")
-
-
-def run_epochs(method, data, epochs: int) -> int:
-    step = 0
-    for epoch in range(epochs):
-        for batch in data.train.epoch(epoch):
-            method.train_step(batch, step)
-            step += 1
-        method.end_epoch(epoch)
-    return step
-
+from tests.conftest import TINY, build_method_for, compose_config, train_epochs
 
 def test_dropout_rate_follows_the_sine_over_two_periods() -> None:
     config = to_config(compose_config(["method=dropout", "method.interval=0.4", "method.p=0.5", *TINY]))
@@ -89,7 +76,7 @@ def test_ema_updates_at_the_schedules_refresh_steps(interval: float, schedule: s
     updates: list[int] = []
     original = method.update
     method.update = lambda step: (updates.append(step), original(step))
-    total = run_epochs(method, data, 2)
+    total = train_epochs(method, data, 2)
     assert updates == method.schedule.refresh_steps(total)
     if schedule == "periodic" and interval == 0:
         assert updates == list(range(total))
@@ -120,7 +107,7 @@ def test_ema_update_averages_weights_and_treats_bn_buffers_as_configured(buffers
 def test_ema_recompute_sets_exact_bn_statistics_of_the_shadow() -> None:
     config = to_config(compose_config(["method=ema", "method.buffers=recompute", "method.recompute_batches=3", *TINY]))
     method, data = build_method_for(config, epochs=1)
-    run_epochs(method, data, 1)
+    train_epochs(method, data, 1)
     batches = [b.images for _, b in zip(range(3), data.train.epoch(0))]
     stem = method.ema.stem
     with torch.no_grad():
