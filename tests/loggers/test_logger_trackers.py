@@ -57,8 +57,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cells(sweep_dir: Path) -> list[Path]:
-    """The sweep's run dirs, in seed order (Hydra numbers them in override order)."""
-    return [sweep_dir / str(number) for number in range(len(SEEDS))]
+    """The sweep's run dirs (named by their overrides), in seed order."""
+    found = sorted((read_result(path.parent)["seed"], path.parent) for path in sweep_dir.glob("*/result.json"))
+    assert [seed for seed, _ in found] == list(SEEDS)
+    return [cell for _, cell in found]
 
 
 def assert_series_equal_history(cell: Path, series: dict[str, list[tuple[int, float]]], rel: float) -> None:
