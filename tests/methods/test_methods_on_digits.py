@@ -15,7 +15,7 @@ STEPS_PER_EPOCH = math.ceil(round(1437 * 0.9) / 128)  # digits: 1437 train image
 
 CASES = {
     "dropout": (["method=spaced_dropout", "method.p=0.2"], "model", {"mean_dropout_rate", "dropout_forwards"}),
-    "ema": (["method=ema", "method.interval=0.1", "method.decay=0.9"], "ema", {"ema_updates"}),
+    "ema": (["method=ema", "method.interval=0.5", "method.decay=0.7"], "ema", {"ema_updates"}),
     "online_kd": (["method=spaced_kd"], "student", {"replay_rounds", "distill_steps", "teacher_lead_max"}),
     "self_kd": (["method=spaced_self_kd"], "ensemble", {"replay_rounds", "distill_steps", "teacher_lead_max"}),
 }
@@ -42,7 +42,7 @@ def test_method_matches_the_baseline_on_digits(name: str, baseline_acc: float, m
     assert record["strength"] == record["config"]["method"][record["strength_name"]]
     total = EPOCHS * STEPS_PER_EPOCH
     if name == "ema":
-        S = int(0.1 * STEPS_PER_EPOCH)
-        assert record["counters"]["ema_updates"] == total // S
+        S = int(0.5 * STEPS_PER_EPOCH)
+        assert S == 5 and record["counters"]["ema_updates"] == total // S
     if name in ("online_kd", "self_kd"):
         assert record["counters"]["distill_steps"] == record["counters"]["fresh_steps"] == total
