@@ -327,6 +327,19 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.method, MethodConfig) and math.isinf(self.method.interval):
+            _require(
+                self.trainer.lr_schedule == "constant",
+                "method.interval=inf (offline KD) distils the whole stream after the teacher's last epoch, "
+                "at that epoch's learning rate; use trainer.lr_schedule=constant.",
+            )
+            _require(
+                getattr(self.method, "distill_tail", True),
+                "method.interval=inf with method.distill_tail=false would never train the student; "
+                "set method.distill_tail=true.",
+            )
+
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"base": DatasetConfig, "synthetic": SyntheticDatasetConfig},

@@ -336,7 +336,9 @@ class Trainer:
         atomic_write(self.checkpoint_path, lambda handle: torch.save(state, handle))
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
+        # optimizer state to where the live tensors are.
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         if _comparable(state["config"]) != _comparable(self.config_dict):
             raise ConfigError(
                 f"{self.checkpoint_path} was written by a run with a different config; "

@@ -19,6 +19,7 @@ from spacing.config import DropoutConfig
 from spacing.data import Batch
 from spacing.data.augment import cutout
 from spacing.data.stream import derive_seed
+from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
@@ -41,6 +42,11 @@ class SpacedDropout(Method):
     def __init__(self, cfg: DropoutConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: DropoutConfig = cfg
+        if cfg.schedule == "periodic" and self.schedule.period == 1:
+            raise ConfigError(
+                f"method.interval={cfg.interval} is a period of 1 step, where |sin(pi t / S)| is always 0 "
+                f"(no dropout); use method.interval=0 (standard dropout) or >= {2 / ctx.steps_per_epoch:.3g} epochs."
+            )
         self.strength_name = "cutout_size" if cfg.variant == "cutout" else "p"
         self.model = ctx.build_model(None)
         self.optimizer = ctx.build_optimizer(self.model.parameters())

@@ -141,6 +141,21 @@ def test_resume_continues_from_the_checkpoint_exactly(make_config, tmp_path: Pat
     assert without_timing(read_history(tmp_path / "resumed")) == without_timing(read_history(tmp_path / "full"))
 
 
+def test_checkpoints_are_read_onto_the_cpu_whatever_the_training_device(make_config, tmp_path: Path, monkeypatch) -> None:
+    """RNG states must be CPU tensors; a GPU map_location would break every resume on a GPU."""
+    import torch
+
+    import spacing.runner as runner
+
+    run(make_config("trainer.epochs=1", "trainer.keep_checkpoint=true"), tmp_path / "a")
+    (tmp_path / "a" / "result.json").unlink()
+    seen = []
+    original = torch.load
+    monkeypatch.setattr(runner.torch, "load", lambda *a, **k: (seen.append(k.get("map_location")), original(*a, **k))[1])
+    run(make_config("trainer.epochs=1", "trainer.keep_checkpoint=true"), tmp_path / "a")
+    assert seen == ["cpu"]
+
+
 def test_completed_dir_is_skipped_and_a_different_config_is_refused(make_config, tmp_path: Path) -> None:
     first = run(make_config(), tmp_path)
     stamp = (tmp_path / "result.json").stat().st_mtime_ns

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from spacing.config import SelfKDConfig, to_config
+from spacing.errors import ConfigError
 from spacing.methods.distill import soft_loss
 from spacing.methods.online_kd import OnlineKD
 from spacing.methods.self_kd import self_distillation_loss
@@ -186,3 +187,15 @@ def test_replay_benchmark_prints_the_memory_line() -> None:
     kept = 4 * 40 + 1  # S = 4 epochs x ceil(5000 / 128) steps; lagged keeps S + 1 batches at the peak
     assert kept * (16 + 4 * 8) <= int(match.group(1)) <= kept * (16 + 4 * 128)  # int32 indices + seed/step
     assert int(match.group(2)) > 1000
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["trainer.lr_schedule=cosine"], "use trainer.lr_schedule=constant"),
+        (["method.distill_tail=false"], "would never train the student"),
+    ],
+)
+def test_offline_kd_refuses_settings_that_would_leave_the_student_untrained(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        to_config(compose_config(["method=online_kd", "method.interval=inf", *TINY, *overrides]))

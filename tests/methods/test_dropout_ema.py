@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from spacing.config import to_config
+from spacing.errors import ConfigError
 from spacing.methods.dropout import max_dropout
 from spacing.methods.ema import SpacedEMA
 from tests.conftest import TINY, build_method_for, compose_config, train_epochs
@@ -25,6 +26,12 @@ def test_dropout_rate_follows_the_sine_over_two_periods() -> None:
     half = 0.5 * math.sqrt(0.5)
     assert rates == pytest.approx([0.0, half, 0.5, half, 0.0, half, 0.5, half], abs=1e-12)
     assert method.counters()["mean_dropout_rate"] == pytest.approx(sum(rates) / 8)
+
+
+def test_a_one_step_dropout_period_is_refused() -> None:
+    config = to_config(compose_config(["method=dropout", "method.interval=0.1", *TINY]))  # S = int(0.1 * 10) = 1
+    with pytest.raises(ConfigError, match=r"period of 1 step, where \|sin\(pi t / S\)\| is always 0"):
+        build_method_for(config)
 
 
 def test_dropout_is_off_at_eval_by_default_and_on_with_the_paper_switch() -> None:
