@@ -8,7 +8,8 @@ deepest exit is the model's own classifier and teaches the others. The full loss
 Spaced: fresh batches train only the deepest exit's cross-entropy; kept batches are replayed
 with the full loss when the network is ahead of them (spacing.methods.distill).
 Targets: ``exit1..exitK`` (K = number of stages; exitK is the deepest) and ``ensemble``
-(the mean of the exits' softmax probabilities).
+(the mean of the exits' softmax probabilities). An exit's train loss in history.csv is its own
+term of the full loss (the deepest exit's is its cross-entropy).
 """
 
 from __future__ import annotations
@@ -51,19 +52,23 @@ class MultiExitNet(nn.Module):
         return logits, features
 
 
+def exit_losses(logits: list[Tensor], features: list[Tensor], labels: Tensor, cfg: SelfKDConfig) -> list[Tensor]:
+    """Each exit's own term of the BYOT loss, shallowest first (the deepest, last, is plain CE)."""
+    deep_logits, deep_features = logits[-1].detach(), features[-1].detach()
+    shallow = [
+        (1 - cfg.alpha) * F.cross_entropy(exit_logits, labels)
+        + cfg.alpha * soft_loss(exit_logits, deep_logits, cfg.temperature, cfg.soft_loss)
+        + cfg.beta * feature_loss(exit_features, deep_features)
+        for exit_logits, exit_features in zip(logits[:-1], features[:-1])
+    ]
+    return [*shallow, F.cross_entropy(logits[-1], labels)]
+
+
 def self_distillation_loss(
     logits: list[Tensor], features: list[Tensor], labels: Tensor, cfg: SelfKDConfig
 ) -> Tensor:
-    """The full BYOT loss over all exits (the deepest is last)."""
-    deep_logits, deep_features = logits[-1].detach(), features[-1].detach()
-    loss = F.cross_entropy(logits[-1], labels)
-    for exit_logits, exit_features in zip(logits[:-1], features[:-1]):
-        loss = loss + (
-            (1 - cfg.alpha) * F.cross_entropy(exit_logits, labels)
-            + cfg.alpha * soft_loss(exit_logits, deep_logits, cfg.temperature, cfg.soft_loss)
-            + cfg.beta * feature_loss(exit_features, deep_features)
-        )
-    return loss
+    """The full BYOT loss over all exits (the deepest is last): the sum of their terms."""
+    return torch.stack(exit_losses(logits, features, labels, cfg)).sum()
 
 
 class SelfKD(SpacedDistillation):
@@ -82,9 +87,9 @@ class SelfKD(SpacedDistillation):
 
     def _full_step(self, batch: Batch) -> dict[str, StepStats]:
         logits, features = self.net.exits(batch.images)
-        loss = self_distillation_loss(logits, features, batch.labels, self.cfg)
-        self.optimize(self.optimizer, loss)
-        return {f"exit{i + 1}": StepStats.of(loss, out, batch.labels) for i, out in enumerate(logits)}
+        terms = exit_losses(logits, features, batch.labels, self.cfg)
+        self.optimize(self.optimizer, torch.stack(terms).sum())
+        return {f"exit{i + 1}": StepStats.of(term, out, batch.labels) for i, (term, out) in enumerate(zip(terms, logits))}
 
     def massed_step(self, batch: Batch) -> dict[str, StepStats]:
         return self._full_step(batch)

@@ -12,7 +12,7 @@ from spacing.config import SelfKDConfig, to_config
 from spacing.errors import ConfigError
 from spacing.methods.distill import soft_loss
 from spacing.methods.online_kd import OnlineKD
-from spacing.methods.self_kd import self_distillation_loss
+from spacing.methods.self_kd import exit_losses, self_distillation_loss
 from tests.conftest import TINY, build_method_for, compose_config, train_epochs
 
 
@@ -199,3 +199,16 @@ def test_replay_benchmark_prints_the_memory_line() -> None:
 def test_offline_kd_refuses_settings_that_would_leave_the_student_untrained(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         to_config(compose_config(["method=online_kd", "method.interval=inf", *TINY, *overrides]))
+
+
+def test_self_kd_reports_each_exits_own_loss_term() -> None:
+    config = to_config(compose_config(["method=self_kd", "method.interval=0", *TINY]))
+    method, data = build_method_for(config)
+    batch = next(data.train.epoch(0))
+    with torch.no_grad():
+        logits, features = method.net.exits(batch.images)
+        terms = [float(t) for t in exit_losses(logits, features, batch.labels, config.method)]
+    stats = method.train_step(batch, 0)
+    reported = [stats[f"exit{i + 1}"].summary()[0] for i in range(len(terms))]
+    assert reported == pytest.approx(terms, rel=1e-5)
+    assert terms[-1] == pytest.approx(float(torch.nn.functional.cross_entropy(logits[-1], batch.labels)), rel=1e-6)
