@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import run as cli
-from spacing.config import Config, ModelConfig
-from spacing.data import DataBundle, build_data
-from spacing.methods import Method, MethodContext, build_method
-from spacing.models import build_model
-from spacing.optim import build_optimizer
-from spacing.seeding import seed_everything
+from spacing.config import Config, to_dict
+from spacing.data import DataBundle
+from spacing.methods import Method
+from spacing.record import RunRecord
+from spacing.runner import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -56,26 +56,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 
 def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundle]:
-    """The method and data of `config`, built as the runner builds them (CPU)."""
-    seed_everything(config.seed)
-    data = build_data(config.dataset, config.trainer.batch_size, 256, config.seed, torch.device("cpu"))
-
-    def make_model(name):
-        model_cfg = config.model if name in (None, config.model.name) else ModelConfig(name=name)
-        return build_model(model_cfg, data.num_classes, data.image_shape[0], data.image_shape[-1])
-
-    ctx = MethodContext(
-        num_classes=data.num_classes,
-        in_channels=data.image_shape[0],
-        steps_per_epoch=data.train.steps_per_epoch,
-        epochs=epochs,
-        device=torch.device("cpu"),
-        stream=data.train,
-        seed=config.seed,
-        build_model=make_model,
-        build_optimizer=lambda params: build_optimizer(params, config.trainer),
-    )
-    return build_method(config.method, ctx), data
+    """The method and data of `config` for `epochs` epochs on the CPU, built by the runner's own Trainer."""
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, epochs=epochs, device="cpu"))
+    out_dir = Path(tempfile.gettempdir())  # a Trainer writes nothing before fit()
+    trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
+    return trainer.method, trainer.data
 
 
 def train_epochs(method: Method, data: DataBundle, epochs: int) -> int:

@@ -1,6 +1,7 @@
 """``python -m spacing.bench replay``: peak memory of spaced KD's replay store vs storing images.
 
-Drives the real :class:`~spacing.methods.distill.ReplayQueue` through the real schedule on a
+Drives the real :class:`~spacing.methods.distill.ReplayQueue` with the batches a real
+:class:`~spacing.data.TrainStream` plans (indices and seeds only: no images) through the real schedule on a
 CIFAR-sized stream (50,000 images, batch 128 -> 391 steps per epoch) for a few spaced
 intervals and compares its peak bytes with what keeping the float32 augmented batches would
 cost (the papers' code kept those: ~0.9 GB at s = 1.5).
@@ -13,7 +14,7 @@ import math
 
 import torch
 
-from spacing.data import Batch
+from spacing.data import Batch, TrainStream
 from spacing.methods.distill import ReplayQueue
 from spacing.schedule import Schedule
 
@@ -22,15 +23,15 @@ IMAGE_SHAPE = (3, 32, 32)
 
 def measure(interval: float, images: int, batch_size: int, mode: str) -> tuple[int, int]:
     """(peak bytes, peak batches) of the replay store over two periods plus an epoch."""
-    steps_per_epoch = math.ceil(images / batch_size)
-    schedule = Schedule(interval, "periodic", steps_per_epoch)
+    labels = torch.zeros(images, dtype=torch.long)
+    stream = TrainStream(torch.empty(images, 0, dtype=torch.uint8), labels, augment=None, batch_size=batch_size, seed=0)
+    schedule = Schedule(interval, "periodic", stream.steps_per_epoch)
     queue = ReplayQueue(schedule, mode)
-    order = torch.randperm(images, generator=torch.Generator().manual_seed(0))
     empty = torch.empty(0)
-    for step in range(2 * int(schedule.period) + steps_per_epoch):
-        start = (step % steps_per_epoch) * batch_size
-        indices = order[start : start + batch_size]
-        queue.push(Batch(empty, empty, indices, seed=step), teacher_steps=step + 1)
+    steps = 2 * int(schedule.period) + stream.steps_per_epoch
+    plans = (plan for epoch in range(steps // stream.steps_per_epoch + 1) for plan in stream.plan(epoch))
+    for step, (indices, seed) in zip(range(steps), plans):
+        queue.push(Batch(empty, empty, indices, seed), teacher_steps=step + 1)
         queue.due(step)
     return queue.peak_nbytes, queue.peak_batches
 
