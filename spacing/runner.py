@@ -159,6 +159,7 @@ class Trainer:
                 seed=config.seed,
                 build_model=make_model,
                 build_optimizer=lambda params: build_optimizer(params, trainer),
+                autocast=self.speed.autocast,
                 grad_scaler=self.grad_scaler,
             ),
         )
@@ -238,8 +239,8 @@ class Trainer:
         )
         with bar:
             for i, batch in enumerate(self.data.train.epoch(epoch)):
-                with self.speed.autocast():
-                    merge_stats(totals, self.method.train_step(batch, self.progress.step))
+                merge_stats(totals, self.method.train_step(batch, self.progress.step))
+                self.method.end_iteration()
                 self.progress.step += 1
                 self.progress.images += len(batch)
                 bar.update()
@@ -248,8 +249,8 @@ class Trainer:
                     bar.set_postfix(_postfix(totals, self.method.targets))
                     self.loggers.log_step(self.progress.step, _losses_since(totals, logged), self.lr)
                     logged = dict(totals)
-            with self.speed.autocast():
-                merge_stats(totals, self.method.end_epoch(epoch))
+            merge_stats(totals, self.method.end_epoch(epoch))
+            self.method.end_iteration()
         self._check_finite(totals, epoch)
         self.progress.train_seconds += time.perf_counter() - started
         return totals

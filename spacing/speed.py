@@ -3,7 +3,8 @@
 ``auto`` turns on what the device does well: bf16 autocast (fp16 where a GPU lacks bf16) and
 channels_last on CUDA; plain fp32 and the default memory format on CPU. fp16 needs a gradient
 scaler against underflow; the run's scaler reaches every optimizer step through
-``MethodContext.grad_scaler`` and :func:`spacing.methods.base.sgd_step`. bf16 needs none.
+``MethodContext.grad_scaler`` and :meth:`spacing.methods.base.Method.optimize`. bf16 needs none.
+Autocast wraps forward passes and losses only (:meth:`spacing.methods.base.Method.autocast`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ it is running; everything method-specific happens behind this interface.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -60,6 +61,8 @@ class MethodContext:
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    """The run's mixed-precision region (a no-op in fp32); :meth:`Method.autocast` hands it out."""
     grad_scaler: torch.amp.GradScaler | None = None
     """The run's loss scaler under fp16 autocast (None otherwise); :meth:`Method.optimize` applies it."""
 
@@ -68,18 +71,6 @@ def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None
     """Add `new` into `totals`, target by target."""
     for target, stats in new.items():
         totals[target] = totals[target] + stats if target in totals else stats
-
-
-def sgd_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
-    """One optimizer update on `loss`; with an fp16 `scaler`, the loss is scaled and overflowing steps are skipped."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-        return
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
 
 
 class Method(ABC):
@@ -102,15 +93,47 @@ class Method(ABC):
             )
         self.cfg = cfg
         self.ctx = ctx
+        self._scaled: list[torch.optim.Optimizer] = []
         self.schedule = Schedule(cfg.interval, cfg.schedule, ctx.steps_per_epoch, ctx.seed, cfg.random_max_gap)
 
     @property
     def strength(self) -> float | None:
         return None if self.strength_name is None else float(getattr(self.cfg, self.strength_name))
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision region for a forward pass and its loss, never for backward or a step.
+
+        Autocast keeps one low-precision copy of each weight for the whole region and does not
+        see in-place optimizer updates: a forward after an optimizer step inside the same region
+        would run on the old weights (a KD teacher's targets one step stale, replays at frozen
+        weights). So each forward opens its own region and :meth:`optimize` runs outside it.
+        """
+        return self.ctx.autocast()
+
     def optimize(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
-        """One update of `optimizer` on `loss`, loss-scaled when the run trains in fp16."""
-        sgd_step(optimizer, loss, self.ctx.grad_scaler)
+        """One update of `optimizer` on `loss`; in fp16 the loss is scaled and an overflowing step skipped."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler = self.ctx.grad_scaler
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        if any(optimizer is stepped for stepped in self._scaled):
+            self.end_iteration()  # the same optimizer again (a replay burst): a new iteration
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        self._scaled.append(optimizer)
+
+    def end_iteration(self) -> None:
+        """Update the fp16 loss scale once for every optimizer that stepped since the last call.
+
+        PyTorch's AMP recipe updates the scale once per iteration, after all of its optimizers
+        stepped; the runner calls this after each training step (a no-op outside fp16).
+        """
+        if self._scaled:
+            assert self.ctx.grad_scaler is not None
+            self.ctx.grad_scaler.update()
+            self._scaled.clear()
 
     @abstractmethod
     def modules(self) -> dict[str, nn.Module]:

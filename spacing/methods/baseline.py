@@ -26,8 +26,9 @@ class Baseline(Method):
         return {"model": self.optimizer}
 
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
-        logits = self.model(batch.images)
-        loss = F.cross_entropy(logits, batch.labels)
+        with self.autocast():
+            logits = self.model(batch.images)
+            loss = F.cross_entropy(logits, batch.labels)
         self.optimize(self.optimizer, loss)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 

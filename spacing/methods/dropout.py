@@ -88,8 +88,9 @@ class SpacedDropout(Method):
         else:
             self.train_strength_sum += self.rate
         self.train_steps += 1
-        logits = self.model(images)
-        loss = F.cross_entropy(logits, batch.labels)
+        with self.autocast():
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, batch.labels)
         self.optimize(self.optimizer, loss)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 

@@ -84,7 +84,8 @@ class SpacedEMA(Baseline):
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         if self.cfg.buffers == "recompute":
             batches = islice(self.ctx.stream.epoch(epoch), self.cfg.recompute_batches)
-            recompute_bn_stats(self.ema, [batch.images for batch in batches])
+            with self.autocast():
+                recompute_bn_stats(self.ema, [batch.images for batch in batches])
         return {}
 
     def eval_mode(self) -> None:

@@ -44,19 +44,21 @@ class OnlineKD(SpacedDistillation):
         return {"student": self.student_optimizer, "teacher": self.teacher_optimizer}
 
     def _teacher_step(self, batch: Batch) -> tuple[dict[str, StepStats], Tensor, Tensor]:
-        logits, features = self.teacher.forward_with_features(batch.images)
-        loss = F.cross_entropy(logits, batch.labels)
+        with self.autocast():
+            logits, features = self.teacher.forward_with_features(batch.images)
+            loss = F.cross_entropy(logits, batch.labels)
         self.optimize(self.teacher_optimizer, loss)
         return {"teacher": StepStats.of(loss, logits, batch.labels)}, logits.detach(), features.detach()
 
     def _student_step(self, batch: Batch, teacher_logits: Tensor, teacher_features: Tensor) -> dict[str, StepStats]:
         cfg = self.cfg
-        logits, features = self.student.forward_with_features(batch.images)
-        loss = (
-            (1 - cfg.alpha) * F.cross_entropy(logits, batch.labels)
-            + cfg.alpha * soft_loss(logits, teacher_logits, cfg.temperature, cfg.soft_loss)
-            + cfg.beta * feature_loss(self.projection(features), teacher_features)
-        )
+        with self.autocast():
+            logits, features = self.student.forward_with_features(batch.images)
+            loss = (
+                (1 - cfg.alpha) * F.cross_entropy(logits, batch.labels)
+                + cfg.alpha * soft_loss(logits, teacher_logits, cfg.temperature, cfg.soft_loss)
+                + cfg.beta * feature_loss(self.projection(features), teacher_features)
+            )
         self.optimize(self.student_optimizer, loss)
         return {"student": StepStats.of(loss, logits, batch.labels)}
 
@@ -68,7 +70,7 @@ class OnlineKD(SpacedDistillation):
         return self._teacher_step(batch)[0]
 
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:
-        with torch.no_grad(), frozen_bn_stats(self.teacher):
+        with torch.no_grad(), frozen_bn_stats(self.teacher), self.autocast():
             logits, features = self.teacher.forward_with_features(batch.images)
         return self._student_step(batch, logits, features)
 

@@ -86,8 +86,9 @@ class SelfKD(SpacedDistillation):
         return {"net": self.optimizer}
 
     def _full_step(self, batch: Batch) -> dict[str, StepStats]:
-        logits, features = self.net.exits(batch.images)
-        terms = exit_losses(logits, features, batch.labels, self.cfg)
+        with self.autocast():
+            logits, features = self.net.exits(batch.images)
+            terms = exit_losses(logits, features, batch.labels, self.cfg)
         self.optimize(self.optimizer, torch.stack(terms).sum())
         return {f"exit{i + 1}": StepStats.of(term, out, batch.labels) for i, (term, out) in enumerate(zip(terms, logits))}
 
@@ -95,8 +96,9 @@ class SelfKD(SpacedDistillation):
         return self._full_step(batch)
 
     def fresh_step(self, batch: Batch) -> dict[str, StepStats]:
-        logits = self.net.backbone(batch.images)
-        loss = F.cross_entropy(logits, batch.labels)
+        with self.autocast():
+            logits = self.net.backbone(batch.images)
+            loss = F.cross_entropy(logits, batch.labels)
         self.optimize(self.optimizer, loss)
         return {f"exit{self.net.num_exits}": StepStats.of(loss, logits, batch.labels)}
 

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 from spacing.config import Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig
 from spacing.data import build_data
-from spacing.methods.base import sgd_step
+from spacing.methods.base import Method
 from spacing.models import build_model
 from spacing.runner import CHECKPOINT_FILE, run
 from spacing.speed import Speed
+from tests.conftest import build_method_for
 
 CPU = torch.device("cpu")
 
@@ -50,17 +51,18 @@ def test_autocast_and_channels_last_predict_like_fp32(precision: str, tolerance:
 
 
 def test_fp16_scaler_step_equals_a_plain_step() -> None:
-    def one_step(scaler: torch.amp.GradScaler | None) -> list[torch.Tensor]:
-        model = small_resnet().train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-        sgd_step(optimizer, F.cross_entropy(model(images), torch.arange(8)), scaler)
-        return [p.detach().clone() for p in model.parameters()]
+    def one_step(precision: str) -> tuple[list[torch.Tensor], Method]:
+        method, data = build_method_for(config(precision, "false"), epochs=1)
+        batch = next(data.train.epoch(0))
+        method.optimize(method.optimizers()["model"], F.cross_entropy(method.modules()["model"](batch.images), batch.labels))
+        method.end_iteration()
+        return [p.detach().clone() for p in method.modules()["model"].parameters()], method
 
-    scaler = torch.amp.GradScaler("cpu")
-    for plain, scaled in zip(one_step(None), one_step(scaler), strict=True):
-        torch.testing.assert_close(plain, scaled, rtol=1e-5, atol=1e-6)
-    assert scaler.get_scale() == 65536.0
+    plain, _ = one_step("fp32")
+    scaled, method = one_step("fp16")
+    for a, b in zip(plain, scaled, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert method.ctx.grad_scaler is not None and method.ctx.grad_scaler.get_scale() == 65536.0
 
 
 def test_build_data_serves_channels_last_batches() -> None:
