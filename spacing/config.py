@@ -75,12 +75,27 @@ class DatasetConfig:
     workers: int = 2
     val_fraction: float = 0.1
     split_seed: int = 0
+    """Seeds every split of the data: validation holdout, train_fraction subset, label_noise."""
+    train_fraction: float = 1.0
+    """Train on a stratified subset of the training split (after the validation holdout): less
+    data gives regularisers and ensembles room to matter."""
+    label_noise: float = 0.0
+    """Fraction of training labels moved to a uniformly drawn other class (symmetric label
+    noise); validation and test labels are never touched."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         _require(
             0.0 <= self.val_fraction < 1.0,
             f"dataset.val_fraction must be in [0, 1) (0 = no validation split); got {self.val_fraction}.",
+        )
+        _require(
+            0.0 < self.train_fraction <= 1.0,
+            f"dataset.train_fraction must be in (0, 1] (1 = the whole training split); got {self.train_fraction}.",
+        )
+        _require(
+            0.0 <= self.label_noise < 1.0,
+            f"dataset.label_noise must be in [0, 1) (a fraction of training labels); got {self.label_noise}.",
         )
         _require_choice(self.loader, LOADERS, "dataset.loader")
         _require(self.workers >= 0, f"dataset.workers must be >= 0; got {self.workers}.")

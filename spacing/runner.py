@@ -164,7 +164,7 @@ class Trainer:
             ),
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
-        record.update(strength_name=self.method.strength_name, strength=self.method.strength)
+        record.update(strength_name=self.method.strength_name, strength=self.method.strength, data=self.data.sizes)
         self.progress = Progress()
 
     @property

@@ -20,8 +20,8 @@ from spacing.data.augment import BatchAugment
 from spacing.data.cifar import load_cifar10, load_cifar100
 from spacing.data.digits import load_digits
 from spacing.data.pil import PILAugment, TorchvisionStream, pil_transform
-from spacing.data.source import ImageSplits, holdout_split
-from spacing.data.stream import Batch, EvalSet, TrainStream
+from spacing.data.source import ImageSplits, holdout_split, stratified_subset, symmetric_label_noise
+from spacing.data.stream import Batch, EvalSet, TrainStream, derive_seed
 from spacing.data.svhn import load_svhn
 from spacing.data.synthetic import load_synthetic
 from spacing.data.tiny_imagenet import load_tiny_imagenet
@@ -36,6 +36,10 @@ DATASETS: dict[str, Callable[[Any], ImageSplits]] = {
     "tiny_imagenet": load_tiny_imagenet,
 }
 
+SUBSET_STREAM = 0x5B5E7
+NOISE_STREAM = 0x2015E
+"""Mixed into dataset.split_seed for the train_fraction subset and the label noise, apart from the validation holdout."""
+
 __all__ = ["DATASETS", "Batch", "DataBundle", "EvalSet", "TrainStream", "build_data"]
 
 
@@ -48,6 +52,8 @@ class DataBundle:
     test: EvalSet
     num_classes: int
     image_shape: tuple[int, int, int]
+    sizes: dict[str, int]
+    """Images per split as trained and evaluated, and how many training labels are noisy (for the run record)."""
 
 
 def build_data(
@@ -65,7 +71,12 @@ def build_data(
     mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
     train_idx, val_idx = holdout_split(len(splits.train_labels), cfg.val_fraction, cfg.split_seed)
-    train_images, train_labels = splits.train_images[train_idx], splits.train_labels[train_idx]
+    if cfg.train_fraction < 1.0:
+        subset_seed = derive_seed(cfg.split_seed, SUBSET_STREAM)
+        train_idx = train_idx[stratified_subset(splits.train_labels[train_idx], cfg.train_fraction, subset_seed)]
+    train_images, clean_labels = splits.train_images[train_idx], splits.train_labels[train_idx]
+    noise_seed = derive_seed(cfg.split_seed, NOISE_STREAM)
+    train_labels = symmetric_label_noise(clean_labels, cfg.label_noise, splits.num_classes, noise_seed)
     if cfg.loader == "torchvision":
         transform = pil_transform(cfg.augment, train_images.shape[-1], splits.mean, splits.std)
         stream: TrainStream = TorchvisionStream(
@@ -79,4 +90,10 @@ def build_data(
         val_images, val_labels = splits.train_images[val_idx].to(device), splits.train_labels[val_idx].to(device)
         val = EvalSet(val_images, val_labels, mean, std, eval_batch_size, memory_format)
     test = EvalSet(splits.test_images.to(device), splits.test_labels.to(device), mean, std, eval_batch_size, memory_format)
-    return DataBundle(stream, val, test, splits.num_classes, tuple(splits.train_images.shape[1:]))
+    sizes = {
+        "train": len(train_idx),
+        "val": len(val_idx),
+        "test": len(splits.test_labels),
+        "noisy_train_labels": int((train_labels != clean_labels).sum()),
+    }
+    return DataBundle(stream, val, test, splits.num_classes, tuple(splits.train_images.shape[1:]), sizes)
