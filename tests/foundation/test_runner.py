@@ -170,7 +170,7 @@ def test_completed_dir_is_skipped_and_a_different_config_is_refused(make_config,
 def test_checkpoint_of_another_config_is_not_resumed(make_config, tmp_path: Path) -> None:
     run(make_config("trainer.epochs=2", "trainer.keep_checkpoint=true"), tmp_path)
     (tmp_path / "result.json").unlink()
-    with pytest.raises(ConfigError, match="different config; delete it"):
+    with pytest.raises(ConfigError, match="different config; choose another output dir, set trainer.resume=false, or delete"):
         run(make_config("trainer.epochs=2", "trainer.lr=0.5"), tmp_path)
 
 
