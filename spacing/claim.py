@@ -118,18 +118,21 @@ class Claim:
     def __init__(self, path: Path, mine: Holder) -> None:
         self.path = path
         self.mine = mine
-        self.lost_to: Holder | None = None
+        self.lost = False
+        """Whether another process has taken the claim over (noticed by a heartbeat)."""
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"claim heartbeat {path.parent}", daemon=True)
         self._beat.start()
 
     def refresh(self) -> None:
         """Touch the heartbeat; raise RunningElsewhere if another process has taken the claim over."""
-        if self.lost_to is None and not self._touch():
-            self.lost_to = _read(self.path) or self.mine
-        if self.lost_to is not None:
+        if not self.lost and not self._touch():
+            self.lost = True
+        if self.lost:
+            current = _read(self.path)
             raise RunningElsewhere(
-                f"this process lost its claim on {self.path.parent} to {self.lost_to.describe()} (its own "
+                f"this process lost its claim on {self.path.parent} to "
+                f"{current.describe() if current is not None else 'another process'} (its own "
                 f"heartbeat stopped for over {STALE_AFTER_S:.0f} s, e.g. while suspended) and stops without "
                 "writing; that process trains the cell now."
             )
@@ -160,7 +163,7 @@ class Claim:
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 if not self._touch():
-                    self.lost_to = _read(self.path) or self.mine
+                    self.lost = True
                     log.error("lost the claim on %s; the run stops at its next checkpoint", self.path.parent)
                     return
             except OSError as exc:  # a passing hiccup of a network filesystem: try again next beat
