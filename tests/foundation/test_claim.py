@@ -120,15 +120,16 @@ def test_racing_launches_train_a_cell_once(make_config, tmp_path: Path, monkeypa
     monkeypatch.setattr(Trainer, "fit", lambda self: (trained.append(self.out_dir), original(self))[1])
     start = threading.Barrier(4)
     outcomes: list[str] = []
+    configs = [make_config("trainer.epochs=2") for _ in range(4)]  # composed here: Hydra's compose is not thread-safe
 
-    def launch() -> None:
+    def launch(cfg) -> None:
         start.wait()
         try:
-            outcomes.append(run(make_config("trainer.epochs=2"), tmp_path)["status"])
+            outcomes.append(run(cfg, tmp_path)["status"])
         except RunningElsewhere:
             outcomes.append(RUNNING_ELSEWHERE)
 
-    threads = [threading.Thread(target=launch) for _ in range(4)]
+    threads = [threading.Thread(target=launch, args=(cfg,)) for cfg in configs]
     for thread in threads:
         thread.start()
     for thread in threads:
