@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from spacing.atomic import atomic_write, disk_full_errno, remove_stale_temps
-from spacing.claim import Claim, RunningElsewhere, claim
+from spacing.claim import CLAIM_FILE, Claim, RunningElsewhere, claim
 from spacing.config import Config, ModelConfig, to_config, to_dict
 from spacing.data import EvalSet, build_data
 from spacing.device import resolve_device
@@ -105,8 +105,9 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
         code = disk_full_errno(exc)
         if code is None:
             raise
-        previous = read_result(out_dir) or {}
-        raise DiskFull(_disk_full_sentence(out_dir, code, previous.get("epochs_completed") or 0, config_dict), out_dir, code) from exc
+        path = out_dir / CLAIM_FILE
+        saved = (read_result(out_dir) or {}).get("epochs_completed") or 0
+        raise DiskFull(_disk_full_sentence(path, code, saved, config_dict), path, code) from exc
     with held:
         return _run_claimed(cfg, config_dict, out_dir, sweep_dir, held)
 
@@ -114,10 +115,8 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
 def _run_claimed(
     cfg: DictConfig | Config, config_dict: dict[str, Any], out_dir: Path, sweep_dir: Path | str | None, held: Claim
 ) -> dict[str, Any]:
-    for name in RUNNER_FILES:
-        for tmp in remove_stale_temps(out_dir / name):
-            log.info("removed %s, left by a write that was killed", tmp)
     options = config_dict.get("trainer") or {}
+    resume = options.get("resume", True)
     previous = read_result(out_dir)
     if previous is not None and previous.get("status") == "completed":
         if _comparable(previous.get("config", {})) != _comparable(config_dict):
@@ -125,21 +124,21 @@ def _run_claimed(
                 f"{out_dir} already holds a completed run of a different config; "
                 "choose another output dir (hydra.run.dir=...) or move that one away."
             )
-        if options.get("resume", True):
+        if resume:
+            _remove_leftovers(out_dir)
             if not options.get("keep_checkpoint", False):
                 remove_checkpoints(out_dir)  # left by a kill between the record and the deletion
             log.info("skipped: %s already holds a completed run of this config", out_dir)
             return previous
-    if options.get("resume", True):
-        resumable = read_checkpoints(out_dir)
-    else:
-        remove_checkpoints(out_dir)  # a fresh start must never fall back on another trajectory's checkpoint
-        resumable = Resumable()
+    resumable = read_checkpoints(out_dir) if resume else Resumable()
     if resumable.state is not None and _comparable(resumable.state["config"]) != _comparable(config_dict):
         raise ConfigError(
             f"{resumable.path} was written by a run with a different config; choose another output dir, "
             f"set trainer.resume=false, or delete {CHECKPOINT_FILE} and {PREVIOUS_CHECKPOINT_FILE} there."
         )
+    _remove_leftovers(out_dir)
+    if not resume:
+        remove_checkpoints(out_dir)  # a fresh start must never fall back on another trajectory's checkpoint
     record = RunRecord(out_dir, config_dict)
     record.update(checkpoint_recoveries=_recoveries(resumable))
     if resumable.state is not None:
@@ -157,17 +156,13 @@ def _run_claimed(
         return trainer.fit()
     except RunningElsewhere:
         raise  # this process lost the cell to another: it writes nothing more
-    except DiskFull as exc:
-        saved = trainer.saved_epoch if trainer is not None else resumable.epoch
-        error = DiskFull(_disk_full_sentence(exc.path, exc.errno, saved, config_dict), exc.path, exc.errno)
-        _record_failure(record, str(error), saved)
-        raise error from exc
-    except UserError as exc:
-        _record_failure(record, str(exc), trainer.saved_epoch if trainer is not None else resumable.epoch)
-        raise
     except Exception as exc:
         saved = trainer.saved_epoch if trainer is not None else resumable.epoch
-        _record_failure(record, f"{type(exc).__name__}: {exc}", saved)
+        if isinstance(exc, DiskFull):
+            full = DiskFull(_disk_full_sentence(exc.path, exc.errno, saved, config_dict), exc.path, exc.errno)
+            _record_failure(record, str(full), saved)
+            raise full from exc
+        _record_failure(record, str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}", saved)
         raise
     finally:
         loggers.finish(record.data)
@@ -199,6 +194,13 @@ def read_checkpoints(out_dir: Path) -> Resumable:
         found.state, found.path = state, path
         break
     return found
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove the temp files of the runner's writes that a kill interrupted (the cell's claim is held)."""
+    for name in RUNNER_FILES:
+        for tmp in remove_stale_temps(out_dir / name):
+            log.info("removed %s, left by a write that was killed", tmp)
 
 
 def remove_checkpoints(out_dir: Path, keep_last: bool = False) -> None:
@@ -237,13 +239,13 @@ def _record_failure(record: RunRecord, error: str, saved_epoch: int) -> None:
 
 
 def _disk_full_sentence(path: Path, code: int, saved_epoch: int, config: dict[str, Any]) -> str:
-    where = path if path.is_dir() else path.parent
+    """Writing `path` failed with `code` (ENOSPC or EDQUOT); the newest good checkpoint holds `saved_epoch`."""
     epochs = (config.get("trainer") or {}).get("epochs")
     resumes = (
         f"it resumes from the checkpoint of epoch {saved_epoch} of {epochs}" if saved_epoch else "it starts again from epoch 1"
     )
     return (
-        f"the disk is full at {where} ({os.strerror(code)} while writing {path.name}); free space there "
+        f"the disk is full at {path.parent} ({os.strerror(code)} while writing {path.name}); free space there "
         f"(or raise your quota) and run the same command again: {resumes}."
     )
 

@@ -292,3 +292,17 @@ def test_a_sigkill_inside_the_writes_resumes_to_the_uninterrupted_record(where: 
     resumed = run(config(), tmp_path)  # the dead holder's claim (same host, pid gone) is taken over at once
     assert_same_as_full(tmp_path, full)
     assert resumed["checkpoint_recoveries"] == []
+
+
+def test_a_full_disk_before_the_claim_is_one_sentence_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    with pytest.raises(DiskFull) as raised:
+        run(config(), tmp_path)
+    assert str(raised.value) == (
+        f"the disk is full at {tmp_path} (No space left on device while writing {CLAIM_FILE}); free space there "
+        "(or raise your quota) and run the same command again: it starts again from epoch 1."
+    )
+    assert list(tmp_path.iterdir()) == []
