@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -31,7 +31,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], previous: Path 
     only `previous`: the readers of such pairs fall back to it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -41,11 +41,25 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], previous: Path 
             os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         code = disk_full_errno(exc)
         if code is not None:
             raise DiskFull(f"the disk is full: writing {path} failed ({os.strerror(code)}).", path, code) from exc
         raise
+
+
+def create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file next to `path` (open for writing) and its name.
+
+    Created with the umask's permissions, like any file the user writes (tempfile.mkstemp's 0600 would
+    hide records and checkpoints from the collaborators who share a project dir).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from spacing.atomic import create_temp
 from spacing.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def _me() -> Holder:
 def _create(path: Path, who: Holder) -> bool:
     """Create `path` holding `who`, atomically and only if it does not exist; True if we made it."""
     content = json.dumps({k: v for k, v in asdict(who).items() if k != "heartbeat_age_s"}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
@@ -201,7 +201,7 @@ def _create(path: Path, who: Holder) -> bool:
                 return _create_exclusive(path, content)
             return os.stat(tmp).st_nlink == 2  # NFS: the link may have been made though the reply was lost
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _create_exclusive(path: Path, content: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 import signal
 import subprocess
 import sys
@@ -215,3 +217,14 @@ def test_a_run_killed_mid_epoch_stays_running(tmp_path: Path) -> None:
     assert record["status"] == "running"
     assert record["epochs_completed"] >= 2
     assert (out / CHECKPOINT_FILE).exists()
+
+
+def test_records_and_checkpoints_get_the_umasks_permissions(make_config, tmp_path: Path) -> None:
+    """A shared project dir's collaborators can read a run's files (not the 0600 of a private temp file)."""
+    old = os.umask(0o027)
+    try:
+        run(make_config("trainer.keep_checkpoint=true"), tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("result.json", "history.csv", CHECKPOINT_FILE):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
