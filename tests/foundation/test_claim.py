@@ -73,6 +73,17 @@ def test_a_claim_from_another_host_is_stale_only_when_its_heartbeat_stopped(tmp_
         assert holder(tmp_path).pid == os.getpid()
 
 
+def test_a_takeover_lock_left_by_a_killed_launcher_does_not_block_the_takeover(tmp_path: Path) -> None:
+    write_claim(tmp_path, age_s=claims.STALE_AFTER_S + 30)
+    lock = tmp_path / f"{CLAIM_FILE}.takeover"
+    lock.write_text(json.dumps({"host": "node-3", "pid": 99, "started_at": "?", "token": "killed"}))
+    then = time.time() - claims.TAKEOVER_STALE_S - 5
+    os.utime(lock, (then, then))
+    with claim(tmp_path):
+        assert holder(tmp_path).pid == os.getpid()
+    assert not lock.exists()
+
+
 def test_a_requeued_slurm_task_takes_over_the_claim_of_its_earlier_run(tmp_path: Path, monkeypatch) -> None:
     write_claim(tmp_path, slurm_job="77", slurm_restart=0)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
