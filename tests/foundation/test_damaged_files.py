@@ -232,8 +232,11 @@ def test_a_full_quota_on_the_record_is_one_sentence_and_keeps_the_last_good_reco
 
 KILLED = """
 import os, signal, sys
+import torch
 import spacing.atomic, spacing.record, spacing.runner as runner
 from tests.conftest import FAST, compose_config
+
+torch.set_num_threads(int(sys.argv[2]))  # the test process's: CPU numbers are identical only at one thread count
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -275,7 +278,8 @@ KILLS = {
 @pytest.mark.parametrize("where", list(KILLS))
 def test_a_sigkill_inside_the_writes_resumes_to_the_uninterrupted_record(where: str, full: Path, tmp_path: Path) -> None:
     script = KILLED.format(patch=textwrap.dedent(KILLS[where]))
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", script, str(tmp_path), str(torch.get_num_threads())]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert (tmp_path / CLAIM_FILE).exists()  # a killed holder cannot release its claim
     left = record(tmp_path)
