@@ -24,6 +24,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from spacing.claim import RUNNING_ELSEWHERE, RunningElsewhere
 from spacing.config import SCHEMAS, Config
 from spacing.errors import UserError
 from spacing.runner import run
@@ -73,6 +74,9 @@ def main(cfg: DictConfig) -> str:
         if single_run:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        if isinstance(exc, RunningElsewhere):  # another process trains this cell: not a failure of this launch
+            log.warning("%s", exc)
+            return RUNNING_ELSEWHERE
         log.error("failed: %s (%s)", exc, out_dir)
         return "failed"
     except Exception:

@@ -4,6 +4,8 @@ Anything raised as a :class:`UserError` is shown as one sentence (no traceback) 
 process with exit code 2; everything else is a bug and keeps its traceback.
 """
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """A problem in the user's input (config, data location, hardware request) with a known fix."""
@@ -19,3 +21,15 @@ class DataError(UserError):
 
 class DeviceError(UserError):
     """The requested device is not available on this machine."""
+
+
+class DiskFull(UserError):
+    """A write failed because the disk (or the user's quota on it) is full: `path` is what it was writing."""
+
+    def __init__(self, message: str, path: Path, errno: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[type, tuple[str, Path, int]]:  # picklable, e.g. across launcher processes
+        return (DiskFull, (str(self), self.path, self.errno))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spacing.atomic import atomic_write_text
+from spacing.claim import RUNNING_ELSEWHERE
 from spacing.record import read_result
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", 
 
 
 def cell_outcome(returned: Any, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """One of completed / skipped / failed / diverged for a cell's job.
+    """One of completed / skipped / failed / diverged / running elsewhere for a cell's job.
 
     `returned` is what the task function returned (run.py returns the run's status, or "failed"),
     `before` and `after` the cell's run record before and after the job. A completed cell whose
@@ -41,8 +42,8 @@ def cell_outcome(returned: Any, before: dict[str, Any] | None, after: dict[str, 
     if returned == "completed" and after is not None and after.get("status") == "completed":
         unchanged = before is not None and all(before.get(k) == after.get(k) for k in ("started_at", "finished_at"))
         return "skipped" if unchanged else "completed"
-    if returned == "diverged":
-        return "diverged"
+    if returned in ("diverged", RUNNING_ELSEWHERE):
+        return returned
     return "failed"
 
 
@@ -72,7 +73,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         counts = [f"{self.count(o)} {o}" for o in ("completed", "skipped", "failed")]
-        counts += [f"{self.count(o)} {o}" for o in ("diverged", "unfinished") if self.count(o)]
+        counts += [f"{self.count(o)} {o}" for o in ("diverged", "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
             lines.append("not completed (re-launching the same command retries them; unfinished ones resume from their checkpoint):")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 import signal
 import subprocess
 import sys
@@ -170,7 +172,7 @@ def test_completed_dir_is_skipped_and_a_different_config_is_refused(make_config,
 def test_checkpoint_of_another_config_is_not_resumed(make_config, tmp_path: Path) -> None:
     run(make_config("trainer.epochs=2", "trainer.keep_checkpoint=true"), tmp_path)
     (tmp_path / "result.json").unlink()
-    with pytest.raises(ConfigError, match="different config; delete it"):
+    with pytest.raises(ConfigError, match="different config; choose another output dir, set trainer.resume=false, or delete"):
         run(make_config("trainer.epochs=2", "trainer.lr=0.5"), tmp_path)
 
 
@@ -215,3 +217,14 @@ def test_a_run_killed_mid_epoch_stays_running(tmp_path: Path) -> None:
     assert record["status"] == "running"
     assert record["epochs_completed"] >= 2
     assert (out / CHECKPOINT_FILE).exists()
+
+
+def test_records_and_checkpoints_get_the_umasks_permissions(make_config, tmp_path: Path) -> None:
+    """A shared project dir's collaborators can read a run's files (not the 0600 of a private temp file)."""
+    old = os.umask(0o027)
+    try:
+        run(make_config("trainer.keep_checkpoint=true"), tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("result.json", "history.csv", CHECKPOINT_FILE):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
