@@ -202,8 +202,8 @@ class Trainer:
                 self.record.save("diverged", error=str(exc))
                 log.error("%s", exc)
                 return self.record.data
-            val = self.evaluate(self.data.val, "val") if self.data.val is not None else {}
-            test = self.evaluate(self.data.test, "test")
+            val = self.evaluate(self.data.val) if self.data.val is not None else {}
+            test = self.evaluate(self.data.test)
             with warnings.catch_warnings():
                 # A spaced student may not have stepped yet in its first epochs; its LR still follows the epochs.
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
@@ -268,10 +268,10 @@ class Trainer:
         self.progress.wall_seconds += time.perf_counter() - started
         self._update_record()
 
-    def evaluate(self, split: EvalSet, name: str) -> dict[str, float]:
-        """Accuracy of every target on `split` (named ``val`` or ``test``), with the method in its evaluation mode."""
+    def evaluate(self, split: EvalSet) -> dict[str, float]:
+        """Accuracy of every target on `split` (the validation or the test set), with the method in its evaluation mode."""
         correct: dict[str, torch.Tensor] = {}
-        self.method.eval_mode(name)
+        self.method.eval_mode("val" if split is self.data.val else "test")
         with torch.no_grad():
             for images, labels in split:
                 with self.speed.autocast():

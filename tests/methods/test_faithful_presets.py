@@ -17,6 +17,8 @@ from spacing.config import to_config
 from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
+SWEEPS = ROOT / "sweeps"
+
 RECIPE = {"trainer.epochs": 80, "trainer.eval_batch_size": 128, "dataset.val_fraction": 0.0}
 """All scripts: 80 epochs, test batches of 128, no validation split."""
 
@@ -127,3 +129,21 @@ def test_the_cli_runs_a_method_as_its_paper_script(tmp_path: Path) -> None:
     assert record["status"] == "completed" and record["config"]["method"]["late_counter"] is True
     assert record["config"]["method"]["ensemble"] == "logits" and record["config"]["dataset"]["val_fraction"] == 0.0
     assert record["metrics"]["ensemble"]["val_acc"] is None
+
+
+@pytest.mark.parametrize(
+    ("sweep", "extra"),
+    [
+        ("baseline", {}),
+        ("dropout_grid", {"trainer.nesterov": True}),
+        ("ema_grid", {}),
+        ("online_kd_curve", {}),
+        ("online_kd_random", {}),
+        ("self_kd_curve", SELF_KD_CIFAR),
+    ],
+)
+def test_paper_sweeps_run_the_scripts_recipe(sweep: str, extra: dict[str, Any]) -> None:
+    config = flat(OmegaConf.to_container(compose_config([f"+sweep={sweep}"]), resolve=True))
+    for key, value in {**RECIPE, **extra}.items():
+        assert config[key] == value, key
+    assert (SWEEPS / f"{sweep}.yaml").read_text().count("Differs from the paper") == 1
