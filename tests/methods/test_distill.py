@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from spacing.config import SelfKDConfig, to_config
-from spacing.errors import ConfigError
 from spacing.methods.distill import soft_loss
 from spacing.methods.online_kd import OnlineKD
 from spacing.methods.self_kd import exit_losses, feature_adapters, self_distillation_loss

@@ -69,12 +69,17 @@ def flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
+def changes_by(addition: str, *overrides: str) -> dict[str, Any]:
+    """What `addition` changes in the composed config of `overrides`."""
+    plain = flat(OmegaConf.to_container(compose_config(list(overrides)), resolve=True))
+    added = flat(OmegaConf.to_container(compose_config([*overrides, addition]), resolve=True))
+    assert set(added) == set(plain)
+    return {key: value for key, value in added.items() if plain[key] != value}
+
+
 def changes(*overrides: str) -> dict[str, Any]:
     """What faithful=paper changes in the composed config of `overrides`."""
-    plain = flat(OmegaConf.to_container(compose_config(list(overrides)), resolve=True))
-    paper = flat(OmegaConf.to_container(compose_config([*overrides, "faithful=paper"]), resolve=True))
-    assert set(paper) == set(plain)
-    return {key: value for key, value in paper.items() if plain[key] != value}
+    return changes_by("faithful=paper", *overrides)
 
 
 def method_options() -> list[str]:
@@ -147,3 +152,11 @@ def test_paper_sweeps_run_the_scripts_recipe(sweep: str, extra: dict[str, Any]) 
     for key, value in {**RECIPE, **extra}.items():
         assert config[key] == value, key
     assert (SWEEPS / f"{sweep}.yaml").read_text().count("Differs from the paper") == 1
+
+
+def test_every_recipe_composes_and_is_what_the_scripts_share() -> None:
+    assert sorted(path.stem for path in (CONF / "recipe").glob("*.yaml")) == ["dropout", "paper", "self_kd_cifar"]
+    for recipe, expected in (("paper", RECIPE), ("dropout", {**RECIPE, "trainer.nesterov": True}), ("self_kd_cifar", SELF_KD_CIFAR)):
+        assert changes_by(f"+recipe={recipe}", "dataset=cifar100") == expected
+        to_config(compose_config([f"+recipe={recipe}", "dataset=cifar100"]))
+
