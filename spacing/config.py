@@ -145,7 +145,7 @@ class ModelConfig:
 class MethodConfig:
     """What every method shares: when its ensemble is refreshed.
 
-    `interval` is in epochs (0 = massed: every step; inf = offline, KD only); `schedule` is
+    `interval` is in epochs (0 = massed: every step; inf = offline, online KD only); `schedule` is
     `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
     """
 
