@@ -23,8 +23,12 @@ DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "multistep", "cosine")
 DROPOUT_VARIANTS = ("standard", "max", "cutout")
 EMA_BUFFERS = ("average", "copy", "recompute", "none")
-SOFT_LOSSES = ("kl", "paper")
+SOFT_LOSSES = ("kl", "softce", "paper")
 REPLAYS = ("lagged", "rounds")
+MAX_SCOPES = ("sample", "batch")
+ENSEMBLES = ("probs", "logits")
+FEATURE_LOSSES = ("all", "paper")
+FRESH_STEPS = ("deepest", "paper")
 WANDB_MODES = ("offline", "online")
 LOADERS = ("fast", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -52,9 +56,16 @@ class AugmentConfig:
     """Side of the square zeroed after normalisation (Cutout); 0 = off."""
     autoaugment: bool = False
     """AutoAugment with the CIFAR-10 policy, a sub-policy drawn per image."""
+    fill: int = 0
+    """Grey level (0-255) of the pixels that crop padding, rotation and AutoAugment's geometric
+    operations bring into the image (the self KD script padded and filled with 128)."""
+    cutout_black: bool = False
+    """Cut the hole out before normalisation, so it is black (the self KD script), instead of
+    after it, where the hole is the mean colour (the Cutout paper's code)."""
 
     def __post_init__(self) -> None:
         _require(self.crop_padding >= 0, f"dataset.augment.crop_padding must be >= 0; got {self.crop_padding}.")
+        _require(0 <= self.fill <= 255, f"dataset.augment.fill must be a grey level in [0, 255]; got {self.fill}.")
         _require(0 <= self.rotation <= 180, f"dataset.augment.rotation must be in [0, 180] degrees; got {self.rotation}.")
         _require(self.cutout >= 0, f"dataset.augment.cutout must be >= 0 pixels (0 = off); got {self.cutout}.")
 
@@ -82,9 +93,22 @@ class DatasetConfig:
     label_noise: float = 0.0
     """Fraction of training labels moved to a uniformly drawn other class (symmetric label
     noise); validation and test labels are never touched."""
+    mean: list[float] | None = None
+    """Per-channel normalisation mean in [0, 1]; null: the data set's own (see README)."""
+    std: list[float] | None = None
+    """Per-channel normalisation standard deviation; null: the data set's own."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        _require(
+            (self.mean is None) == (self.std is None),
+            "dataset.mean and dataset.std are set together (one value per channel each) or both left null.",
+        )
+        if self.mean is not None and self.std is not None:
+            _require(
+                len(self.mean) == len(self.std) and all(s > 0 for s in self.std),
+                f"dataset.mean and dataset.std need one value per channel each, std > 0; got {list(self.mean)} and {list(self.std)}.",
+            )
         _require(
             0.0 <= self.val_fraction < 1.0,
             f"dataset.val_fraction must be in [0, 1) (0 = no validation split); got {self.val_fraction}.",
@@ -136,7 +160,7 @@ class ModelConfig:
 class MethodConfig:
     """What every method shares: when its ensemble is refreshed.
 
-    `interval` is in epochs (0 = massed: every step; inf = offline, KD only); `schedule` is
+    `interval` is in epochs (0 = massed: every step; inf = offline, online KD only); `schedule` is
     `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
     """
 
@@ -165,15 +189,23 @@ class DropoutConfig(MethodConfig):
     p: float = 0.5
     variant: str = "standard"
     """standard (zero random units, rescale), max (zero the most active units), cutout (input-level holes)."""
+    max_scope: str = "sample"
+    """variant=max: the min and max that normalise the activations are taken per sample, or over
+    the whole batch tensor (the paper's MaxDropout)."""
     cutout_size: int = 4
     """Largest cutout hole side in pixels, for variant=cutout (its strength then is this length)."""
+    paper_cutout: bool = False
+    """variant=cutout as the paper's Cutout_input: one hole position for the whole batch, side
+    int(cutout_size * |sin(pi t / (interval * steps_per_epoch))|) with the unrounded period."""
     eval_dropout: bool = False
-    """The paper's code kept dropout on at test time and advanced its step counter on test forwards."""
+    """The paper's code kept dropout on at test time and advanced its step counter on test forwards
+    (validation forwards never advance it)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(0.0 <= self.p < 1.0, f"method.p must be in [0, 1); got {self.p}.")
         _require_choice(self.variant, DROPOUT_VARIANTS, "method.variant")
+        _require_choice(self.max_scope, MAX_SCOPES, "method.max_scope")
         _require(self.cutout_size >= 1, f"method.cutout_size must be >= 1 pixel; got {self.cutout_size}.")
 
 
@@ -207,11 +239,15 @@ class DistillConfig(MethodConfig):
     beta: float = 0.03
     """Weight of the feature loss (L2 norm of the feature difference over the batch)."""
     soft_loss: str = "kl"
-    """kl: KL(teacher || student) on log-softmax at temperature T, times T^2; paper: softmax
-    probabilities fed to KL-div, no T^2 (what the papers' code computed)."""
+    """kl: KL(teacher || student) on log-softmax at temperature T, times T^2; softce: soft
+    cross-entropy -sum softmax(teacher/T) * log_softmax(student/T), no T^2 (the self KD script);
+    paper: softmax probabilities fed to KL-div, no T^2 (the online KD script)."""
     replay: str = "lagged"
     """lagged: each batch is distilled exactly S teacher steps after the teacher learned from it;
     rounds: every S steps all kept batches are distilled in a burst (the papers' code)."""
+    late_counter: bool = False
+    """With replay=rounds: the refresh counter starts one epoch late, so rounds fall at
+    (t + 1 - steps_per_epoch) % S == 0 (the self KD script)."""
     distill_tail: bool = True
     """Distil the batches still kept when training ends (the papers' code dropped them)."""
 
@@ -222,22 +258,58 @@ class DistillConfig(MethodConfig):
         _require(self.beta >= 0, f"method.beta must be >= 0; got {self.beta}.")
         _require_choice(self.soft_loss, SOFT_LOSSES, "method.soft_loss")
         _require_choice(self.replay, REPLAYS, "method.replay")
+        _require(
+            not self.late_counter or (self.replay == "rounds" and self.schedule == "periodic"),
+            "method.late_counter=true shifts the rounds of a periodic schedule; "
+            "set method.replay=rounds and method.schedule=periodic.",
+        )
 
 
 @dataclass
 class OnlineKDConfig(DistillConfig):
-    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late."""
+    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late.
+
+    interval=inf is offline KD: the teacher trains all its epochs first, then the student trains
+    as many against the frozen teacher (a run of 2 x trainer.epochs epochs).
+    """
 
     teacher: str | None = None
     """Teacher architecture (a model name); null: the run's model."""
     student: str | None = None
     """Student architecture (a model name); null: the run's model."""
-    projection_hidden: int = 256
+    projection_hidden: int | None = None
+    """Hidden width of the student's feature projection; null: (student width + teacher width) // 2, as the paper."""
+    replay_teacher_bn: bool = False
+    """The teacher's forwards of replayed batches update its BatchNorm running statistics (the
+    paper's teacher ran them in train mode, so each batch counts twice)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(
+            self.projection_hidden is None or self.projection_hidden >= 1,
+            f"method.projection_hidden must be >= 1 (null: derived); got {self.projection_hidden}.",
+        )
 
 
 @dataclass
 class SelfKDConfig(DistillConfig):
     """Self KD (Be Your Own Teacher): the deepest exit teaches an exit on every shallower stage."""
+
+    ensemble: str = "probs"
+    """The `ensemble` target averages the exits' softmax probabilities (probs) or their logits (the paper)."""
+    feature_loss: str = "all"
+    """all: every shallow exit's feature is pulled to the deepest one; paper: every shallow exit but
+    the deepest shallow one (the two shallowest of four), each through a trained Linear adapter."""
+    fresh_steps: str = "deepest"
+    """deepest: a fresh batch trains the deepest exit's cross-entropy on the backbone alone; paper:
+    it is forwarded through every exit (their BatchNorm statistics see it) and the fresh batch of a
+    refresh step is only forwarded, not trained: it is distilled in that step's round."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_choice(self.ensemble, ENSEMBLES, "method.ensemble")
+        _require_choice(self.feature_loss, FEATURE_LOSSES, "method.feature_loss")
+        _require_choice(self.fresh_steps, FRESH_STEPS, "method.fresh_steps")
 
 
 @dataclass
@@ -341,19 +413,6 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.method, MethodConfig) and math.isinf(self.method.interval):
-            _require(
-                self.trainer.lr_schedule == "constant",
-                "method.interval=inf (offline KD) distils the whole stream after the teacher's last epoch, "
-                "at that epoch's learning rate; use trainer.lr_schedule=constant.",
-            )
-            _require(
-                getattr(self.method, "distill_tail", True),
-                "method.interval=inf with method.distill_tail=false would never train the student; "
-                "set method.distill_tail=true.",
-            )
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

@@ -326,7 +326,9 @@ class Trainer:
             ),
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
-        record.update(strength_name=self.method.strength_name, strength=self.method.strength, data=self.data.sizes)
+        record.update(
+            strength_name=self.method.strength_name, strength=self.method.strength, epochs=self.method.epochs, data=self.data.sizes
+        )
         self.progress = Progress()
 
     @property
@@ -335,8 +337,9 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        """The learning rate of the first optimizer (the one history.csv reports)."""
-        return next(iter(self.method.optimizers().values())).param_groups[0]["lr"]
+        """The learning rate history.csv reports: that of the first optimizer training in this epoch."""
+        name = self.method.scheduled_optimizers(self.progress.epoch)[0]
+        return self.method.optimizers()[name].param_groups[0]["lr"]
 
     def fit(self) -> dict[str, Any]:
         trainer = self.config.trainer
@@ -350,7 +353,7 @@ class Trainer:
             self.out_dir,
         )
         self.record.save("running")
-        while self.progress.epoch < trainer.epochs:
+        while self.progress.epoch < self.method.epochs:
             started = time.perf_counter()
             epoch = self.progress.epoch
             lr = self.lr
@@ -366,8 +369,8 @@ class Trainer:
             with warnings.catch_warnings():
                 # A spaced student may not have stepped yet in its first epochs; its LR still follows the epochs.
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-                for schedule in self.schedules.values():
-                    schedule.step()
+                for name in self.method.scheduled_optimizers(epoch):
+                    self.schedules[name].step()
             self.progress.epoch += 1
             seconds = time.perf_counter() - started
             self.progress.wall_seconds += seconds
@@ -391,7 +394,7 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(
             total=self.data.train.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{trainer.epochs}",
+            desc=f"epoch {epoch + 1}/{self.method.epochs}",
             leave=False,
             disable=None,
             dynamic_ncols=True,
@@ -427,9 +430,9 @@ class Trainer:
         self._update_record()
 
     def evaluate(self, split: EvalSet) -> dict[str, float]:
-        """Accuracy of every target on `split`, with the method in its evaluation mode."""
+        """Accuracy of every target on `split` (the validation or the test set), with the method in its evaluation mode."""
         correct: dict[str, torch.Tensor] = {}
-        self.method.eval_mode()
+        self.method.eval_mode("val" if split is self.data.val else "test")
         with torch.no_grad():
             for images, labels in split:
                 with self.speed.autocast():
@@ -472,7 +475,7 @@ class Trainer:
             train = f"loss {stats[target].summary()[0]:.4f} " if target in stats else ""
             val_part = f"val {val[target]:.4f} " if target in val else ""
             parts.append(f"{target}: {train}{val_part}test {test[target]:.4f}")
-        log.info("epoch %d/%d | %s", epoch, self.config.trainer.epochs, " | ".join(parts))
+        log.info("epoch %d/%d | %s", epoch, self.method.epochs, " | ".join(parts))
 
     def _update_record(self) -> None:
         progress = self.progress

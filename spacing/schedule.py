@@ -4,8 +4,9 @@ Every method asks the same two questions of a :class:`Schedule`:
 
 * ``is_refresh(t)`` — is the ensemble refreshed after global step ``t`` (0-based)? EMA updates
   its shadow there, KD's replay rounds end there.
-* ``multiplier(t)`` — the variation strength at step ``t`` as a fraction of the configured
-  strength (spaced dropout's rate is ``p * multiplier(t)``).
+* ``multiplier(t, draw)`` — the variation strength at step ``t`` as a fraction of the configured
+  strength (spaced dropout's rate is ``p * multiplier(t)``); a random schedule draws anew for
+  every ``draw`` index (spaced dropout draws one per stage).
 
 Cases (``S = max(1, int(interval * steps_per_epoch))`` steps):
 
@@ -14,12 +15,12 @@ case               is_refresh(t)               multiplier(t)
 =================  ==========================  ===============================
 massed (0)         every step                  1
 periodic           (t + 1) % S == 0            |sin(pi * t / S)|
-random             after gaps ~ U{1..G} steps  U(0, 1), drawn per step
+random             after gaps ~ U{1..G} steps  U(0, 1), drawn per step and draw
 offline (inf)      never                       1
 =================  ==========================  ===============================
 
 with ``G = max(1, int(random_max_gap * steps_per_epoch))``. Random draws depend only on
-(seed, t), so a schedule is reproducible and a resumed run sees the same refreshes.
+(seed, t, draw), so a schedule is reproducible and a resumed run sees the same refreshes.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ class Schedule:
         """Every refresh step in [0, total_steps)."""
         return [t for t in range(total_steps) if self.is_refresh(t)]
 
-    def multiplier(self, step: int) -> float:
+    def multiplier(self, step: int, draw: int = 0) -> float:
         if self.kind == "random":
-            return float(np.random.default_rng([self.seed, 0xD209, step]).random())
+            return float(np.random.default_rng([self.seed, 0xD209, step, draw]).random())
         if self.massed or self.offline:
             return 1.0
         return abs(math.sin(math.pi * step / self.period))

@@ -68,8 +68,14 @@ def build_data(
     if cfg.name not in DATASETS:
         raise ConfigError(f"unknown dataset.name '{cfg.name}'; valid choices: {', '.join(sorted(DATASETS))}.")
     splits = DATASETS[cfg.name](cfg)
-    mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
+    stats = (tuple(cfg.mean), tuple(cfg.std)) if cfg.mean is not None and cfg.std is not None else (splits.mean, splits.std)
+    if len(stats[0]) != splits.train_images.shape[1]:
+        raise ConfigError(
+            f"dataset.mean and dataset.std need {splits.train_images.shape[1]} values (one per channel of {cfg.name}); "
+            f"got {len(stats[0])}."
+        )
+    mean = torch.tensor(stats[0], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(stats[1], device=device).view(1, -1, 1, 1)
     train_idx, val_idx = holdout_split(len(splits.train_labels), cfg.val_fraction, cfg.split_seed)
     if cfg.train_fraction < 1.0:
         subset_seed = derive_seed(cfg.split_seed, SUBSET_STREAM)
@@ -78,7 +84,7 @@ def build_data(
     noise_seed = derive_seed(cfg.split_seed, NOISE_STREAM)
     train_labels = symmetric_label_noise(clean_labels, cfg.label_noise, splits.num_classes, noise_seed)
     if cfg.loader == "torchvision":
-        transform = pil_transform(cfg.augment, train_images.shape[-1], splits.mean, splits.std)
+        transform = pil_transform(cfg.augment, train_images.shape[-1], *stats)
         stream: TrainStream = TorchvisionStream(
             train_images, train_labels, PILAugment(transform, memory_format), batch_size, seed, device, cfg.workers
         )

@@ -9,7 +9,10 @@ AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline ma
 The pipeline runs in the papers' order: crop, flip, rotation (together, as one gather),
 AutoAugment on uint8 images,
 then normalisation, then Cutout (zeroing a square of the normalised image, i.e. setting it to
-the mean colour, as in the Cutout paper's code).
+the mean colour, as in the Cutout paper's code; with ``cutout_black`` the square is zeroed
+before normalisation, black, as in the self KD script). Pixels brought in from outside the
+image (crop padding, rotation corners, AutoAugment's shear and translate) take the grey level
+``fill``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ def normalize(images: Tensor, mean: Tensor, std: Tensor, memory_format: torch.me
     return torch.addcmul(-mean / std, images.float(), scale).contiguous(memory_format=memory_format)
 
 
-def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: Tensor) -> Tensor:
+def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: Tensor, fill: int = 0) -> Tensor:
     """Crop, mirror and turn each image in one gather, as the three steps in sequence would.
 
-    Image i is zero-padded by `padding` and cut at window offset `offsets[i]` = (dy, dx) in
+    Image i is padded by `padding` and cut at window offset `offsets[i]` = (dy, dx) in
     [0, 2 * padding], mirrored left-right where `flip[i]`, then turned counter-clockwise by
-    `degrees[i]` about its centre with nearest-pixel sampling and zero fill. The rotation uses
+    `degrees[i]` about its centre with nearest-pixel sampling; pixels from outside the image
+    are `fill`. The rotation uses
     torchvision's sampling grid (pixel centres, ties rounded to even), so a turned image equals
     ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
     """
@@ -56,7 +60,7 @@ def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: T
     valid = (rows >= (-dy).clamp(min=0)) & (rows < (h - dy).clamp(max=h)) & (cols >= (-dx).clamp(min=0)) & (cols < (w - dx).clamp(max=w))
     flat = (rows * w + cols + (dy * w + dx)).clamp_(0, h * w - 1).long()
     out = images.reshape(n, c, h * w).gather(2, flat.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
-    return out * valid[:, None].to(out.dtype)
+    return torch.where(valid[:, None], out, fill) if fill else out * valid[:, None].to(out.dtype)
 
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:
@@ -65,13 +69,15 @@ def rotate(images: Tensor, degrees: Tensor) -> Tensor:
     return warp(images, 0, torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool), degrees)
 
 
-def random_warp(images: Tensor, padding: int, hflip: bool, max_degrees: float, generator: torch.Generator) -> Tensor:
+def random_warp(
+    images: Tensor, padding: int, hflip: bool, max_degrees: float, generator: torch.Generator, fill: int = 0
+) -> Tensor:
     """Random crop with `padding`, flip with probability 1/2 (if `hflip`), rotation in [-max_degrees, max_degrees], per image."""
     n = images.shape[0]
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
     degrees = (torch.rand(n, generator=generator) * 2 - 1) * max_degrees
-    return warp(images, padding, offsets, flip, degrees)
+    return warp(images, padding, offsets, flip, degrees, fill)
 
 
 def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
@@ -98,10 +104,10 @@ class CifarAutoAugment:
     that drew it, through torchvision's own operation table and kernels.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fill: int = 0) -> None:
         from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
 
-        self._torchvision = AutoAugment(AutoAugmentPolicy.CIFAR10)
+        self._torchvision = AutoAugment(AutoAugmentPolicy.CIFAR10, fill=fill)
         self.policies: list[tuple[tuple[str, float, int | None], ...]] = list(self._torchvision._policies)
         self.space: dict[str, tuple[Any, bool]] = self._torchvision._AUGMENTATION_SPACE
 
@@ -146,6 +152,8 @@ class BatchAugment:
     rotation: float = 0.0
     cutout: int = 0
     autoaugment: bool = False
+    fill: int = 0
+    cutout_black: bool = False
     memory_format: torch.memory_format = torch.contiguous_format
     _policy: CifarAutoAugment | None = field(init=False, repr=False, default=None)
 
@@ -153,19 +161,24 @@ class BatchAugment:
     def from_config(
         cls, cfg: AugmentConfig, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format
     ) -> BatchAugment:
-        return cls(mean, std, cfg.crop_padding, cfg.hflip, cfg.rotation, cfg.cutout, cfg.autoaugment, memory_format)
+        return cls(
+            mean, std, cfg.crop_padding, cfg.hflip, cfg.rotation, cfg.cutout, cfg.autoaugment, cfg.fill, cfg.cutout_black,
+            memory_format,
+        )
 
     def __post_init__(self) -> None:
         if self.autoaugment:
-            self._policy = CifarAutoAugment()
+            self._policy = CifarAutoAugment(self.fill)
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         if self.crop_padding or self.hflip or self.rotation:
-            images = random_warp(images, self.crop_padding, self.hflip, self.rotation, generator)
+            images = random_warp(images, self.crop_padding, self.hflip, self.rotation, generator, self.fill)
         if self._policy is not None:
             images = self._policy(images, generator)
+        if self.cutout and self.cutout_black:
+            images = cutout(images, self.cutout, generator)
         normalised = normalize(images, self.mean, self.std)
-        if self.cutout:
+        if self.cutout and not self.cutout_black:
             normalised = cutout(normalised, self.cutout, generator)
         return normalised.contiguous(memory_format=self.memory_format)
 

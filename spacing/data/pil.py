@@ -37,15 +37,18 @@ def pil_transform(cfg: AugmentConfig, image_size: int, mean: tuple[float, ...], 
 
     steps: list[Callable] = []
     if cfg.crop_padding:
-        steps.append(T.RandomCrop(image_size, padding=cfg.crop_padding))
+        steps.append(T.RandomCrop(image_size, padding=cfg.crop_padding, fill=cfg.fill))
     if cfg.hflip:
         steps.append(T.RandomHorizontalFlip())
     if cfg.rotation:
-        steps.append(T.RandomRotation(cfg.rotation))
+        steps.append(T.RandomRotation(cfg.rotation, fill=cfg.fill))
     if cfg.autoaugment:
-        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
-    steps += [T.ToTensor(), T.Normalize(mean, std)]
-    if cfg.cutout:
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10, fill=cfg.fill))
+    steps.append(T.ToTensor())
+    if cfg.cutout and cfg.cutout_black:
+        steps.append(PILCutout(cfg.cutout))
+    steps.append(T.Normalize(mean, std))
+    if cfg.cutout and not cfg.cutout_black:
         steps.append(PILCutout(cfg.cutout))
     return T.Compose(steps)
 

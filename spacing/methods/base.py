@@ -88,7 +88,7 @@ class Method(ABC):
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         if math.isinf(cfg.interval) and not self.supports_offline:
             raise ConfigError(
-                f"method.interval=inf (offline) is only for the KD methods, not {cfg.name}; "
+                f"method.interval=inf (offline: the teacher trains first) does not apply to {cfg.name}; "
                 "use a finite interval in epochs."
             )
         self.cfg = cfg
@@ -151,11 +151,21 @@ class Method(ABC):
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         """Logits of every target for a batch; called under no_grad after :meth:`eval_mode`."""
 
+    @property
+    def epochs(self) -> int:
+        """How many epochs the run trains: trainer.epochs, unless the method trains in phases."""
+        return self.ctx.epochs
+
+    def scheduled_optimizers(self, epoch: int) -> tuple[str, ...]:
+        """The optimizers that trained in epoch `epoch` (0-based): their LR schedules step after it."""
+        return tuple(self.optimizers())
+
     def train_mode(self) -> None:
         for module in self.modules().values():
             module.train()
 
-    def eval_mode(self) -> None:
+    def eval_mode(self, split: str = "test") -> None:
+        """Evaluation mode before the forwards of `split` (``val`` or ``test``)."""
         for module in self.modules().values():
             module.eval()
 

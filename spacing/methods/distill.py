@@ -11,11 +11,13 @@ Replay modes (``method.replay``), with ``S`` the schedule's period in steps:
   than S batches are kept, so every batch is distilled exactly S teacher steps after the
   teacher learned from it.
 * ``rounds`` (the papers' code): at every refresh step all kept batches are distilled in order;
-  the teacher is S-1 steps ahead on a round's first batch and 0 on its last.
+  the teacher is S-1 steps ahead on a round's first batch and 0 on its last. With
+  ``method.late_counter`` the refresh steps are those of a counter started one epoch late, as
+  in the self KD script: rounds fall at (t + 1 - L) % S == 0 for L steps per epoch.
 
-A random schedule always replays in rounds, at its random refresh steps. Offline (``inf``)
-keeps every batch until the end of training. Massed (``interval=0``) distils each batch right
-away from the teacher's outputs before its update (ordinary online KD).
+A random schedule always replays in rounds, at its random refresh steps. Massed
+(``interval=0``) distils each batch right away from the teacher's outputs before its update
+(ordinary online KD). Offline KD (``inf``) is not a replay: see spacing.methods.online_kd.
 """
 
 from __future__ import annotations
@@ -42,13 +44,18 @@ def soft_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float
 
     ``kl``: KL(p_teacher || p_student) at temperature T with log-probabilities as input, mean over
     the batch, times T^2 (so its gradient scale does not shrink with T; Hinton et al.).
+    ``softce``: the soft cross-entropy -sum p_teacher * log p_student at temperature T, mean over
+    the batch, no T^2 — the self KD script's term (KL plus the teacher's entropy, which has no
+    gradient for the student; so the ``kl`` gradient divided by T^2).
     ``paper``: softmax *probabilities* of the student passed where KL-div expects
-    log-probabilities, mean over the batch, no T^2 — what the papers' code computed.
+    log-probabilities, mean over the batch, no T^2 — the online KD script's term.
     """
     target = F.softmax(teacher_logits / temperature, dim=1)
     if variant == "paper":
         return F.kl_div(F.softmax(student_logits / temperature, dim=1), target, reduction="batchmean")
     log_student = F.log_softmax(student_logits / temperature, dim=1)
+    if variant == "softce":
+        return -(target * log_student).sum(dim=1).mean()
     return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
 
 
@@ -91,9 +98,11 @@ class KeptBatch:
 class ReplayQueue:
     """Batches kept for later distillation, released as the schedule and replay mode say."""
 
-    def __init__(self, schedule: Schedule, mode: str) -> None:
+    def __init__(self, schedule: Schedule, mode: str, counter_offset: int = 0) -> None:
         self.schedule = schedule
-        self.lagged = mode == "lagged" and schedule.kind == "periodic" and not schedule.offline
+        self.lagged = mode == "lagged" and schedule.kind == "periodic"
+        self.counter_offset = counter_offset
+        """Rounds fall at the refresh steps of a counter started this many steps late."""
         self.kept: deque[KeptBatch] = deque()
         self.nbytes = 0
         self.peak_nbytes = 0
@@ -102,19 +111,20 @@ class ReplayQueue:
     def __len__(self) -> int:
         return len(self.kept)
 
-    def push(self, batch: Batch, teacher_steps: int) -> None:
+    def push(self, batch: Batch, teacher_steps: int) -> KeptBatch:
         entry = KeptBatch(batch.indices.to("cpu", torch.int32), batch.seed, teacher_steps)
         self.kept.append(entry)
         self.nbytes += entry.nbytes
         self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
         self.peak_batches = max(self.peak_batches, len(self.kept))
+        return entry
 
     def due(self, step: int) -> list[KeptBatch]:
         """The batches to distil after global step `step`, oldest first."""
         if self.lagged:
             count = max(0, len(self.kept) - int(self.schedule.period))
         else:
-            count = len(self.kept) if self.schedule.is_refresh(step) else 0
+            count = len(self.kept) if self.schedule.is_refresh(step - self.counter_offset) else 0
         return [self._pop() for _ in range(count)]
 
     def drain(self) -> list[KeptBatch]:
@@ -147,12 +157,11 @@ class SpacedDistillation(Method):
     """
 
     strength_name = "alpha"
-    supports_offline = True
 
     def __init__(self, cfg: DistillConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: DistillConfig = cfg
-        self.queue = ReplayQueue(self.schedule, cfg.replay)
+        self.queue = ReplayQueue(self.schedule, cfg.replay, ctx.steps_per_epoch if cfg.late_counter else 0)
         self.fresh_steps = 0
         self.distill_steps = 0
         self.replay_rounds = 0
@@ -165,8 +174,8 @@ class SpacedDistillation(Method):
         """Interval 0: learn and distil on the same fresh batch."""
 
     @abstractmethod
-    def fresh_step(self, batch: Batch) -> dict[str, StepStats]:
-        """Spaced: the teacher side learns from a fresh batch."""
+    def fresh_step(self, batch: Batch, distilled_now: bool) -> dict[str, StepStats]:
+        """Spaced: the teacher side learns from a fresh batch (`distilled_now`: it is replayed in this very step)."""
 
     @abstractmethod
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:
@@ -178,9 +187,9 @@ class SpacedDistillation(Method):
             self._note_lead(0)
             self.distill_steps += 1
             return self.massed_step(batch)
-        stats = self.fresh_step(batch)
-        self.queue.push(batch, self.fresh_steps)
+        entry = self.queue.push(batch, self.fresh_steps)
         due = self.queue.due(step)
+        stats = self.fresh_step(batch, any(kept is entry for kept in due))
         if due:
             self.replay_rounds += 1
             merge_stats(stats, self._replay(due))

@@ -1,15 +1,22 @@
 """Neuronal level: spaced dropout.
 
-Dropout acts on the feature map after every stage of the model. Its rate at training step t is
+Dropout acts on the feature map after every stage of the model. Its rate at forward call t is
 ``p * schedule.multiplier(t)``: constant ``p`` when massed (standard dropout), ``p*|sin(pi t/S)|``
-when spaced (it rises from 0 to p and back every S steps), ``p*U(0,1)`` when random.
+when spaced (it rises from 0 to p and back every S steps), ``p*U(0,1)`` when random, drawn for
+every stage separately (as the paper's code did).
 Variants: ``standard`` (zero random units, rescale by 1/(1-rate)), ``max`` (zero the units whose
-per-sample min-max normalised activation exceeds 1 - rate, no rescale), and ``cutout``
-(input level: a Cutout hole of side ``cutout_size * multiplier`` at a random place per image,
-rounded down to even as in the Cutout paper's code).
+min-max normalised activation exceeds 1 - rate, no rescale; normalised per sample, or over the
+whole batch with ``max_scope=batch`` as the paper's MaxDropout), and ``cutout`` (input level: a
+Cutout hole of side ``cutout_size * multiplier`` at a random place per image, rounded down to
+even as in the Cutout paper's code; ``paper_cutout`` reproduces the paper's Cutout_input).
+
+The forward counter t counts training forwards, and test forwards too when ``eval_dropout``
+keeps dropout on at evaluation (the paper's quirk); validation forwards never move it.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +30,22 @@ from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
-def max_dropout(x: Tensor, rate: float) -> Tensor:
-    """Zero the units whose per-sample min-max normalised value exceeds 1 - rate."""
-    flat = x.flatten(1)
+def max_dropout(x: Tensor, rate: float, scope: str = "sample") -> Tensor:
+    """Zero the units whose min-max normalised value exceeds 1 - rate.
+
+    The min and max are taken over each sample (``sample``) or over the whole batch tensor
+    (``batch``, the paper's MaxDropout: a sample's units then compete with the whole batch's).
+    """
+    flat = x.flatten(1) if scope == "sample" else x.reshape(1, -1)
     low = flat.min(dim=1, keepdim=True).values
     high = flat.max(dim=1, keepdim=True).values
     normalised = (flat - low) / (high - low).clamp_min(1e-12)
     return (flat * (normalised <= 1 - rate)).view_as(x)
+
+
+def batch_cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
+    """One `length` x `length` hole at the same uniformly drawn place in every image (the paper's Cutout_input)."""
+    return images * cutout(torch.ones_like(images[:1]), length, generator)
 
 
 CUTOUT_STREAM = 0xC07
@@ -50,27 +66,32 @@ class SpacedDropout(Method):
         self.strength_name = "cutout_size" if cfg.variant == "cutout" else "p"
         self.model = ctx.build_model(None)
         self.optimizer = ctx.build_optimizer(self.model.parameters())
-        self.rate = 0.0
+        self.rates = [0.0] * len(self.model.stages)
         self.forwards = 0
         self.train_steps = 0
         self.train_strength_sum = 0.0
+        self.advance_on_predict = False
         if cfg.variant != "cutout":
-            for stage in self.model.stages:
-                stage.register_forward_hook(self._drop)
+            for index, stage in enumerate(self.model.stages):
+                stage.register_forward_hook(self._dropout_hook(index))
 
     def _advance(self) -> float:
-        """Move the dropout clock one forward call on; returns the schedule's multiplier for it."""
-        multiplier = self.schedule.multiplier(self.forwards)
-        self.rate = self.cfg.p * multiplier
+        """Move the dropout clock one forward call on; returns the schedule's (first stage's) multiplier for it."""
+        multipliers = [self.schedule.multiplier(self.forwards, draw) for draw in range(len(self.rates))]
+        self.rates = [self.cfg.p * m for m in multipliers]
         self.forwards += 1
-        return multiplier
+        return multipliers[0]
 
-    def _drop(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        if not (self.model.training or self.cfg.eval_dropout) or self.rate == 0:
-            return output
-        if self.cfg.variant == "max":
-            return max_dropout(output, self.rate)
-        return F.dropout(output, self.rate, training=True)
+    def _dropout_hook(self, index: int):  # type: ignore[no-untyped-def]
+        def drop(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+            rate = self.rates[index]
+            if not (self.model.training or self.cfg.eval_dropout) or rate == 0:
+                return output
+            if self.cfg.variant == "max":
+                return max_dropout(output, rate, self.cfg.max_scope)
+            return F.dropout(output, rate, training=True)
+
+        return drop
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -78,15 +99,26 @@ class SpacedDropout(Method):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.optimizer}
 
+    def _cutout(self, images: Tensor, multiplier: float, step: int) -> tuple[Tensor, int]:
+        """The step's cutout and its hole side: per image, or the paper's one hole per batch."""
+        generator = torch.Generator().manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM))
+        if not self.cfg.paper_cutout:
+            hole = round(self.cfg.cutout_size * multiplier)
+            return cutout(images, hole, generator), hole
+        if self.schedule.kind == "periodic" and not self.schedule.massed:
+            # The paper's period is interval * steps_per_epoch, not rounded to whole steps.
+            multiplier = abs(math.sin(math.pi * self.train_steps / (self.cfg.interval * self.ctx.steps_per_epoch)))
+        hole = int(self.cfg.cutout_size * multiplier)
+        return batch_cutout(images, hole, generator), hole
+
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
         multiplier = self._advance()
         images = batch.images
         if self.cfg.variant == "cutout":
-            hole = round(self.cfg.cutout_size * multiplier)
-            images = cutout(images, hole, torch.Generator().manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM)))
+            images, hole = self._cutout(images, multiplier, step)
             self.train_strength_sum += hole
         else:
-            self.train_strength_sum += self.rate
+            self.train_strength_sum += sum(self.rates) / len(self.rates)
         self.train_steps += 1
         with self.autocast():
             logits = self.model(images)
@@ -94,8 +126,12 @@ class SpacedDropout(Method):
         self.optimize(self.optimizer, loss)
         return {"model": StepStats.of(loss, logits, batch.labels)}
 
+    def eval_mode(self, split: str = "test") -> None:
+        super().eval_mode(split)
+        self.advance_on_predict = self.cfg.eval_dropout and self.cfg.variant != "cutout" and split == "test"
+
     def predict(self, images: Tensor) -> dict[str, Tensor]:
-        if self.cfg.eval_dropout and self.cfg.variant != "cutout":
+        if self.advance_on_predict:
             self._advance()
         return {"model": self.model(images)}
 

@@ -88,9 +88,9 @@ class SpacedEMA(Baseline):
                 recompute_bn_stats(self.ema, [batch.images for batch in batches])
         return {}
 
-    def eval_mode(self) -> None:
+    def eval_mode(self, split: str = "test") -> None:
         if not self.cfg.eval_train_mode:
-            super().eval_mode()
+            super().eval_mode(split)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         return {**super().predict(images), "ema": self.ema(images)}

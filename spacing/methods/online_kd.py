@@ -1,15 +1,22 @@
-"""Network level: spaced online knowledge distillation.
+"""Network level: spaced online knowledge distillation, and offline KD.
 
 A teacher and a student (same or different architectures) train on one stream. The teacher
 takes a cross-entropy step on every fresh batch; the student distils on each batch later, when
 the teacher is ahead (see spacing.methods.distill for the timing). The student's loss is
 ``(1 - alpha) * CE + alpha * soft(T) + beta * ||proj(f_student) - f_teacher||`` where f are the
 pooled penultimate features and proj a small MLP to the teacher's feature size.
+
+Offline KD (``interval=inf``) trains in two phases, as users and the paper know it: the teacher
+trains all ``trainer.epochs`` epochs first; then the student trains as many epochs, with its own
+LR schedule, against the frozen teacher in eval mode. The run therefore has 2 x trainer.epochs
+epochs, each evaluated.
 """
 
 from __future__ import annotations
 
+import contextlib
 from itertools import chain
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,16 +30,18 @@ from spacing.methods.distill import SpacedDistillation, feature_loss, frozen_bn_
 
 class OnlineKD(SpacedDistillation):
     targets = ("student", "teacher")
+    supports_offline: ClassVar[bool] = True
 
     def __init__(self, cfg: OnlineKDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: OnlineKDConfig = cfg
         self.teacher = ctx.build_model(cfg.teacher)
         self.student = ctx.build_model(cfg.student)
+        hidden = cfg.projection_hidden or (self.student.feature_dim + self.teacher.feature_dim) // 2
         self.projection = nn.Sequential(
-            nn.Linear(self.student.feature_dim, cfg.projection_hidden),
+            nn.Linear(self.student.feature_dim, hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(cfg.projection_hidden, self.teacher.feature_dim),
+            nn.Linear(hidden, self.teacher.feature_dim),
         ).to(ctx.device)
         self.teacher_optimizer = ctx.build_optimizer(self.teacher.parameters())
         self.student_optimizer = ctx.build_optimizer(chain(self.student.parameters(), self.projection.parameters()))
@@ -42,6 +51,40 @@ class OnlineKD(SpacedDistillation):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"student": self.student_optimizer, "teacher": self.teacher_optimizer}
+
+    @property
+    def offline(self) -> bool:
+        return self.schedule.offline
+
+    @property
+    def teacher_steps_total(self) -> int:
+        """Offline KD: the steps of the teacher's phase (all of trainer.epochs)."""
+        return self.ctx.epochs * self.ctx.steps_per_epoch
+
+    @property
+    def epochs(self) -> int:
+        return 2 * self.ctx.epochs if self.offline else self.ctx.epochs
+
+    def scheduled_optimizers(self, epoch: int) -> tuple[str, ...]:
+        if not self.offline:
+            return super().scheduled_optimizers(epoch)
+        return ("teacher",) if epoch < self.ctx.epochs else ("student",)
+
+    def train_mode(self) -> None:
+        super().train_mode()
+        if self.offline and self.fresh_steps >= self.teacher_steps_total:
+            self.teacher.eval()  # the student phase of offline KD: a frozen teacher in eval mode
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
+        if not self.offline:
+            return super().train_step(batch, step)
+        if step < self.teacher_steps_total:
+            self.fresh_steps += 1
+            return self._teacher_step(batch)[0]
+        self.distill_steps += 1
+        with torch.no_grad(), self.autocast():
+            logits, features = self.teacher.forward_with_features(batch.images)
+        return self._student_step(batch, logits, features)
 
     def _teacher_step(self, batch: Batch) -> tuple[dict[str, StepStats], Tensor, Tensor]:
         with self.autocast():
@@ -66,11 +109,12 @@ class OnlineKD(SpacedDistillation):
         stats, logits, features = self._teacher_step(batch)
         return {**stats, **self._student_step(batch, logits, features)}
 
-    def fresh_step(self, batch: Batch) -> dict[str, StepStats]:
+    def fresh_step(self, batch: Batch, distilled_now: bool) -> dict[str, StepStats]:
         return self._teacher_step(batch)[0]
 
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:
-        with torch.no_grad(), frozen_bn_stats(self.teacher), self.autocast():
+        bn_stats = contextlib.nullcontext() if self.cfg.replay_teacher_bn else frozen_bn_stats(self.teacher)
+        with torch.no_grad(), bn_stats, self.autocast():
             logits, features = self.teacher.forward_with_features(batch.images)
         return self._student_step(batch, logits, features)
 

@@ -17,7 +17,7 @@ import pytest
 
 from spacing.errors import ConfigError
 from spacing.methods.baseline import Baseline
-from spacing.record import HISTORY_COLUMNS
+from spacing.record import HISTORY_COLUMNS, read_result
 from spacing.runner import CHECKPOINT_FILE, run
 from tests.conftest import ROOT, run_cli
 
@@ -206,7 +206,8 @@ def test_a_run_killed_mid_epoch_stays_running(tmp_path: Path) -> None:
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
-            if (out / "history.csv").exists() and len(read_history(out)) >= 2:
+            record = read_result(out)  # result.json is authoritative (history.csv may be one epoch ahead)
+            if record is not None and record["epochs_completed"] >= 2:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

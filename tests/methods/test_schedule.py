@@ -57,5 +57,6 @@ def test_random_multiplier_is_uniform_and_reproducible() -> None:
     schedule = Schedule(1.0, "random", steps_per_epoch=10, seed=1)
     values = [schedule.multiplier(t) for t in range(2000)]
     assert values == [Schedule(1.0, "random", 10, seed=1).multiplier(t) for t in range(2000)]
-    assert values[:3] == [float(np.random.default_rng([1, 0xD209, t]).random()) for t in range(3)]
+    assert values[:3] == [float(np.random.default_rng([1, 0xD209, t, 0]).random()) for t in range(3)]
+    assert schedule.multiplier(5, draw=2) == float(np.random.default_rng([1, 0xD209, 5, 2]).random())
     assert 0.45 < float(np.mean(values)) < 0.55 and min(values) >= 0 and max(values) < 1

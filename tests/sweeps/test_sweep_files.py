@@ -86,7 +86,7 @@ def test_demo_grid_is_an_ema_interval_curve_with_seeds_on_offline_data() -> None
 def test_paper_grids_sweep_the_papers_axes_on_the_papers_recipe(name: str, keys: tuple[str, ...], must_hold: dict[str, str]) -> None:
     sweep = OmegaConf.load(SWEEPS / f"{name}.yaml")
     assert {"override /dataset": "cifar100"} in sweep.defaults and {"override /model": "resnet18"} in sweep.defaults
-    assert sweep.trainer.epochs == 80
+    assert compose_sweep(name).trainer.epochs == 80
     params = grid(sweep)
     assert tuple(params) == keys
     for key, value in must_hold.items():
