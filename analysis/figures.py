@@ -122,10 +122,14 @@ def _role(schedule: str, interval: float, control_kind: Any) -> str:
 
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add 'label' (line name in reader words) and 'role'; name targets only when a method shows several."""
+    """Add 'label' (line name in reader words) and 'role'; name targets only when a method shows several.
+
+    A control run is labelled with the strength of the spaced cell it controls, so it joins that line.
+    """
     with_target = bool(len(frame)) and frame.groupby("method")["target"].nunique().max() > 1
+    named = frame.assign(strength=frame["control_strength"].where(frame["control_kind"].notna(), frame["strength"]))
     return frame.assign(
-        label=[line_label(row, with_target) for row in frame.itertuples()],
+        label=[line_label(row, with_target) for row in named.itertuples()],
         role=[_role(s, i, c) for s, i, c in zip(frame["schedule"], frame["interval"], frame["control_kind"])],
     )
 

@@ -190,7 +190,8 @@ def _row(spaced: Cell, reference: Cell, comparison: str, diff: Difference, metri
 def hardware_text(hardware: Hardware) -> str:
     """'cpu x1, 2 threads', 'NVIDIA H200 x1, 8 threads', 'unknown device x1, threads unknown'."""
     kind, count, threads = hardware
-    return f"{kind or 'unknown device'} x{count or 1}, " + (f"{threads} threads" if threads else "threads unknown")
+    threads_text = "threads unknown" if not threads else f"{threads} thread{'s' if threads != 1 else ''}"
+    return f"{kind or 'unknown device'} x{count or 1}, {threads_text}"
 
 
 def _mixed(used: set[Hardware]) -> bool:
@@ -218,8 +219,9 @@ def _select(table: pd.DataFrame) -> None:
 def hardware_warnings(table: pd.DataFrame) -> list[str]:
     """One warning per comparison whose runs ran on different devices or thread counts."""
     lines = []
+    with_target = bool(len(table)) and table.groupby("method")["target"].nunique().max() > 1
     for row in table[table["mixed_hardware"].astype(bool)].itertuples(index=False):
-        lines.append(f"warning: {line_label(row, True)}, {cell_words(row.schedule, row.interval)} vs "
+        lines.append(f"warning: {line_label(row, with_target)}, {cell_words(row.schedule, row.interval)} vs "
                      f"{comparison_words(row.comparison)}: the runs ran on different hardware ({row.hardware}); the "
                      "same seed gives the same numbers only on one device kind at one torch thread count, so "
                      "this gain includes that difference")

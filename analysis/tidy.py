@@ -61,15 +61,15 @@ def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (run, target), metrics under their result.json names (fractions 0..1).
 
     ``records`` have been through ``analysis.integrity.vet`` (series, main target, problem). A run
-    that evaluated nothing yet (failed at start, running) still gets one row, under its main target
-    with empty metrics, so the completeness report can list it. ``hours``: the run's device-hours.
+    without metrics for its main target (it evaluated nothing yet, or its record is broken) still
+    gets a row for it with empty metrics, so the completeness report can list it. ``hours``: the run's device-hours.
     """
     rows: list[tuple[Any, ...]] = []
     for record in records:
         run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count")))
         metrics = record.get("metrics") or {}
         main = record.get("main_target") or main_target(record["method"], metrics)
-        for target in metrics or [main]:
+        for target in [*metrics, *([] if main in metrics else [main])]:
             values = metrics.get(target)
             values = values if isinstance(values, dict) else {}
             rows.append((*run, target, target == main, *(_number(values.get(k)) for k in METRIC_KEYS)))
