@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -113,8 +112,3 @@ def hours_text(hours: float) -> str:
     if hours >= 0.1:
         return f"{hours:.2f}"
     return f"{hours:.2g}"
-
-
-def has_value(value: Any) -> bool:
-    """True unless None or NaN (pandas turns missing values into either)."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA

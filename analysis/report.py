@@ -129,8 +129,8 @@ def draw(kind: str, analysis: Analysis, stem: Path, targets: tuple[str, ...] | N
         return [] if drawn is None else figures.save(*drawn, stem)
     if kind == "history":
         curves = history_curves(analysis, cells if cells is not None else default_cells(points, gain_table))
-        title = ("Test accuracy vs epoch, mean ± sd over seeds: massed and the interval chosen on validation "
-                 f"({metric_words(analysis.metric)})")
+        which = "the cells given with --cell" if cells is not None else "massed and the interval chosen on validation"
+        title = f"Test accuracy (%) vs epoch, mean ± sd over seeds: {which}."
         return [] if curves.empty else figures.save(*figures.history_figure(curves, title), stem)
     if kind == "table":
         table = tables.comparison(points, gain_table)
@@ -178,7 +178,10 @@ def _matches(frame: pd.DataFrame, spec: Spec) -> pd.Series:
 
 
 def history_curves(analysis: Analysis, cells: list[Spec]) -> pd.DataFrame:
-    """Mean / sd / n of test accuracy (%) per epoch over the completed runs of the chosen cells."""
+    """Mean / sd / n of test accuracy (%) per epoch over the usable runs of the chosen cells.
+
+    Epochs beyond the record's ``epochs_completed`` are ignored: the record is authoritative.
+    """
     runs = analysis.runs[analysis.runs["status"].eq(COMPLETED) & analysis.runs["problem"].isna()]
     chosen = runs[pd.concat([_matches(runs, spec) for spec in cells], axis=1).any(axis=1)] if cells else runs[:0]
     frames = []
@@ -188,7 +191,8 @@ def history_curves(analysis: Analysis, cells: list[Spec]) -> pd.DataFrame:
         except (OSError, ValueError) as exc:
             print(f"warning: skipped {Path(run['path']) / HISTORY_FILE}: {exc}", file=sys.stderr)
             continue
-        history = history[history["target"] == run["target"]]
+        # result.json is authoritative: a kill between the two writes can leave history.csv an epoch ahead
+        history = history[(history["target"] == run["target"]) & (history["epoch"] <= run["epochs_completed"])]
         frames.append(history[["epoch", "test_acc"]].assign(**{k: run[k] for k in POINT}))
     if not frames:
         return pd.DataFrame(columns=[*POINT, "label", "epoch", "mean", "sd", "n"])

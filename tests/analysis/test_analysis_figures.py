@@ -234,3 +234,11 @@ def test_an_unreadable_history_is_skipped_with_a_warning(sweep, capsys):
     assert curves["n"].tolist() == [2, 2, 2]
     assert curves["mean"].tolist() == pytest.approx([81.5, 82.5, 83.5])
     assert "warning: skipped" in capsys.readouterr().err
+
+
+def test_history_rows_beyond_the_record_s_epochs_are_ignored(tmp_path, make_record, write_run):
+    run = write_run(tmp_path / "a", make_record("ema", 0.5, 0.9, 0, {"ema": 0.8}))
+    with (run / "history.csv").open("a") as handle:  # killed after writing history.csv, before result.json
+        handle.write("4,ema,0.5,0.9,,0.95,0.01,0.1\n")
+    curves = history_curves(load([tmp_path]), [{"method": "ema"}])
+    assert curves["epoch"].tolist() == [1, 2, 3] and curves["mean"].tolist() == pytest.approx([78.0, 79.0, 80.0])
