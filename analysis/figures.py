@@ -59,6 +59,7 @@ PANEL = ["dataset", "model"]
 #: Points that are not on the periodic line get their own marker on the categorical side axis.
 MARKERS = {"offline": "D", "random": "X", "control": "^", "massed": "s", "spaced": "o"}
 ROLE_WORDS = {"offline": "offline KD (s = inf)", "random": "random schedule", "massed": "massed (s = 0)"}
+SIDE_WORDS = {"offline": "offline", "random": "random"}  # tick labels of the narrow side axis
 BAND_ALPHA = 0.18
 DODGE_PT = 2.5
 CHARS_PER_INCH = 15.5  # for wrapping 8 pt titles to the figure's width
@@ -144,8 +145,8 @@ def _panel_axes(sub: SubFigure, extras: list[str]) -> tuple[Axes, Axes | None]:
     """The interval axis, and a narrow categorical axis sharing its y for random / offline points."""
     if not extras:
         return sub.subplots(), None
-    main, side = sub.subplots(1, 2, sharey=True, width_ratios=[4, max(len(extras), 1) * 0.6])
-    side.set_xticks(range(len(extras)), [ROLE_WORDS[e].split(" (")[0].replace(" schedule", "") for e in extras])
+    main, side = sub.subplots(1, 2, sharey=True, width_ratios=[4, max(len(extras), 1) * 0.9])
+    side.set_xticks(range(len(extras)), [SIDE_WORDS.get(e, e) for e in extras])
     side.set_xlim(-0.6, len(extras) - 0.4)
     side.tick_params(axis="y", left=False)
     side.grid(alpha=0.3, axis="y")
@@ -154,7 +155,7 @@ def _panel_axes(sub: SubFigure, extras: list[str]) -> tuple[Axes, Axes | None]:
 
 def _interval_axis(ax: Axes, intervals: list[float], with_massed: bool) -> None:
     """Symlog x axis: ratios of intervals kept, massed s = 0 at the left in the linear part."""
-    positive = sorted(i for i in intervals if 0 < i < math.inf)
+    positive = sorted({i for i in intervals if 0 < i < math.inf})
     linthresh = positive[0] if positive else 1.0
     ax.set_xscale("symlog", linthresh=linthresh, linscale=0.35)
     ticks = ([0.0] if with_massed else []) + positive
@@ -195,14 +196,14 @@ def interval_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataF
     points = _labelled(points)
     panels = list(points.groupby(PANEL, sort=True))
     colors = _colors(list(points["label"].unique()))
-    usual_n = _modal_n(points["n"])
+    usual_n = points.groupby("label")["n"].agg(_modal_n).to_dict()
     fig = _new_figure(_width(len(panels)), 0.6 + 2.5 * math.ceil(len(panels) / 3) + 0.14 * len(colors))
     plotted = [_interval_panel(sub, key, panel, colors, usual_n)
                for sub, (key, panel) in zip(_panel_grid(fig, len(panels)), panels)]
-    exceptions = (points["n"] != usual_n).any()
-    _title(fig, f"{metric_words(metric).capitalize()} vs spacing interval: mean ± sd over seeds "
-                f"(n = {usual_n}{' unless marked' if exceptions else ''}).")
-    _legend(fig, colors, sorted(set(points["role"]) - {"spaced"}), points)
+    exceptions = any(n != usual_n[label] for label, n in zip(points["label"], points["n"]))
+    _title(fig, f"{metric_words(metric).capitalize()} vs spacing interval: mean ± sd over n seeds "
+                f"(n in the legend{'; marked where it differs' if exceptions else ''}).")
+    _legend(fig, colors, sorted(set(points["role"]) - {"spaced"}), points, n_of=usual_n)
     return fig, pd.concat(plotted, ignore_index=True)
 
 
@@ -223,7 +224,7 @@ def _x_of(row: Any, extras: list[str]) -> tuple[str, float]:
 
 
 def _interval_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, colors: dict[str, Any],
-                    usual_n: int) -> pd.DataFrame:
+                    usual_n: dict[str, int]) -> pd.DataFrame:
     """Draw one (dataset, model) panel; return its rows with the axis and x each was drawn at."""
     extras = _extras([_x_role(row) for row in panel.itertuples()])
     main, side = _panel_axes(sub, extras)
@@ -253,7 +254,7 @@ def _interval_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, c
                                markerfacecolor="white" if hollow else color,
                                transform=_dodged(ax, slot, len(labels)))
             bars.lines[0].set_gid(f"{row.role}|{label}")
-        for row in placed[placed["n"] != usual_n].itertuples():
+        for row in placed[placed["n"] != usual_n[label]].itertuples():
             ax = main if row.axis == "interval" else side
             ax.annotate(f"n={row.n}", (row.x, row.mean), xytext=(DODGE_PT * (slot - (len(labels) - 1) / 2) + 3, -9),
                         textcoords="offset points", fontsize=MIN_FONT_PT, color=color, gid=f"n|{label}")
@@ -276,9 +277,10 @@ def _x_role(row: Any) -> str:
 
 
 def _legend(fig: Figure, colors: dict[str, Any], roles: list[str], frame: pd.DataFrame,
-            extra: list[Line2D] | None = None) -> None:
-    """Lines by colour, then what each marker means, below the panels."""
-    handles = [Line2D([], [], color=colors[label], marker="o", label=label) for label in sorted(colors)]
+            extra: list[Line2D] | None = None, n_of: dict[str, int] | None = None) -> None:
+    """Lines by colour (with their usual n of seeds), then what each marker means, below the panels."""
+    handles = [Line2D([], [], color=colors[label], marker="o",
+                      label=label if n_of is None else f"{label} (n = {n_of[label]})") for label in sorted(colors)]
     for role in roles:
         if role == "control":
             kinds = sorted(frame.loc[frame["role"] == "control", "control_kind"].dropna().unique())
@@ -307,7 +309,7 @@ def gain_figure(table: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> tuple[
     plotted = [_gain_panel(sub, key, panel, pairs, colors) for sub, (key, panel) in
                zip(_panel_grid(fig, len(panels)), panels)]
     _title(fig, f"Gain in {metric_words(metric)} over massed (s = 0), in points: mean and 95 % CI "
-                "(paired t over seeds); dots: per-seed differences.")
+                "(paired t over seeds; Welch where marked unpaired); dots: per-seed differences.")
     comparisons = sorted(set(table["comparison"]) - {MASSED})
     extra = [Line2D([], [], color="0.35", marker="o", markersize=9, markerfacecolor="none", linestyle="none",
                     label="best interval on validation")]
@@ -343,9 +345,13 @@ def _gain_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, pairs
                                markerfacecolor="white" if marker_of else color)
             bars.lines[0].set_gid(f"gain|{comparison}|{label}")
             seeds = pairs[(pairs["label"] == label) & (pairs["comparison"] == comparison)
-                          & (pairs["schedule"] == row.schedule) & (pairs["interval"] == row.interval)]
+                          & (pairs["schedule"] == row.schedule) & (pairs["interval"] == row.interval)
+                          & (pairs["dataset"] == key[0]) & (pairs["model"] == key[1])]
             ax.plot([row.x] * len(seeds), seeds["diff"], linestyle="none", marker=".", markersize=3, alpha=0.6,
                     color=color, transform=shift, gid=f"seeds|{comparison}|{label}")
+            if row.paired == "no":
+                ax.annotate("unpaired", (row.x, row.mean), xytext=(DODGE_PT * (slot - (len(slots) - 1) / 2) + 4, 2),
+                            textcoords="offset points", fontsize=MIN_FONT_PT, color=color, gid=f"unpaired|{label}")
             if row.best_on_val:
                 ax.plot([row.x], [row.mean], linestyle="none", marker="o", markersize=9, markerfacecolor="none",
                         markeredgecolor=color, transform=shift, gid=f"best_on_val|{label}")
@@ -406,7 +412,7 @@ def heatmap_figure(points: pd.DataFrame, table: pd.DataFrame, metric: str) -> tu
                       dashed=grids["best_on_val"])
         gain = grids["gain"]
         spread = max(float(np.nanmax(np.abs(gain.to_numpy(dtype=float)), initial=0.0)), 1e-9)
-        gain_texts = [[_gain_text(g, low, high) for g, low, high in zip(*row)]
+        gain_texts = [[_gain_text(g, low, high) if interval else "0" for g, low, high, interval in zip(*row, gain.columns)]
                       for row in zip(gain.values, grids["gain_low"].values, grids["gain_high"].values)]
         _draw_heatmap(gain_ax, gain, gain_texts, colormaps["RdBu"], Normalize(-spread, spread),
                       "gain over massed (points)", boxed=grids["boxed"])

@@ -54,16 +54,17 @@ def test_the_line_starts_at_massed_and_the_axis_keeps_the_intervals_ratios():
     zero = main.transData.transform([(0.0, 70.0)])[0, 0]
     assert zero < x[0] and main.get_xlim()[0] < 0.0  # massed at the left edge
     assert [t.get_text() for t in main.get_xticklabels()] == ["0", "0.5", "1.5", "4"]
-    assert [t.get_text() for t in side.get_xticklabels()] == ["random", "offline KD"]
+    assert [t.get_text() for t in side.get_xticklabels()] == ["random", "offline"]
     assert (_by_gid(side, f"random|{KD}").get_xdata().tolist(), _by_gid(side, f"random|{KD}").get_ydata().tolist()) \
         == ([0.0], [71.2])
     assert _by_gid(side, f"offline|{KD}").get_ydata().tolist() == [69.0]
     assert plotted.set_index("role").loc["offline", ["axis", "x"]].tolist() == ["side", 1.0]
 
 
-def test_n_is_in_the_title_and_written_only_where_it_differs():
+def test_n_is_in_the_legend_and_written_only_where_it_differs():
     fig, _ = figures.interval_figure(_kd_points(), "final")
-    assert "(n = 3 unless marked)" in fig.get_suptitle().replace("\n", " ")
+    assert "(n in the legend; marked where it differs)" in fig.get_suptitle().replace("\n", " ")
+    assert f"{KD} (n = 3)" in [t.get_text() for t in fig.legends[0].get_texts()]
     n_texts = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
     assert n_texts == ["n=1", "n=2"]
 
@@ -100,7 +101,7 @@ def test_a_control_is_drawn_hollow_at_the_interval_of_its_cell():
     assert (marker.get_xdata().tolist(), marker.get_ydata().tolist()) == ([1.5], [70.4])
     assert marker.get_markerfacecolor() == "white"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "matched-horizon control, at its spaced cell's s" in legend
+    assert "matched-horizon control, at its spaced cell's s" in legend and f"{KD} (n = 3)" in legend
 
 
 def test_each_dataset_model_pair_gets_its_own_panel_in_a_two_column_figure():
@@ -123,14 +124,16 @@ def _all_figures(sweep):
 
 
 def test_every_figure_is_column_sized_with_text_of_at_least_7_pt_in_reader_words(sweep):
-    for name, fig in _all_figures(sweep).items():
+    drawn = _all_figures(sweep)
+    for name, fig in drawn.items():
         assert fig.get_figwidth() in (figures.ONE_COLUMN_IN, figures.TWO_COLUMNS_IN), name
         fig.canvas.draw()
         for text in _texts(fig):
             assert text.get_fontsize() >= figures.MIN_FONT_PT, (name, text.get_text(), text.get_fontsize())
             for internal in ("[ema]", "metric final", "history.csv", "strength_name", "online_kd"):
                 assert internal not in text.get_text(), (name, text.get_text())
-    assert _all_figures(sweep)["interval"].get_figwidth() == figures.ONE_COLUMN_IN
+    assert drawn["interval"].get_figwidth() == figures.ONE_COLUMN_IN  # one panel: one column
+    assert drawn["heatmap"].get_figwidth() == figures.TWO_COLUMNS_IN
 
 
 def test_pdfs_embed_truetype_fonts_not_type_3(sweep, tmp_path):
@@ -242,3 +245,16 @@ def test_history_rows_beyond_the_record_s_epochs_are_ignored(tmp_path, make_reco
         handle.write("4,ema,0.5,0.9,,0.95,0.01,0.1\n")
     curves = history_curves(load([tmp_path]), [{"method": "ema"}])
     assert curves["epoch"].tolist() == [1, 2, 3] and curves["mean"].tolist() == pytest.approx([78.0, 79.0, 80.0])
+
+
+def test_each_gain_panel_shows_only_its_own_seeds(tmp_path, make_record, write_run):
+    for dataset, gain in (("digits", 0.02), ("cifar10", 0.05)):
+        for seed in range(2):
+            for interval, acc in ((0.0, 0.80), (0.5, 0.80 + gain + seed / 1000)):
+                write_run(tmp_path / f"{dataset}-{interval}-{seed}",
+                          make_record("ema", interval, 0.9, seed, {"ema": acc}, dataset=dataset))
+    analysis = load([tmp_path])
+    fig, _ = figures.gain_figure(analysis.gains, analysis.pairs, "final")
+    for sub, expected in zip(fig.subfigs, ([5.0, 5.1], [2.0, 2.1])):  # panels sorted: cifar10, digits
+        (dots,) = [line for line in sub.axes[0].lines if line.get_gid() == "seeds|massed|EMA, decay 0.9"]
+        assert sorted(dots.get_ydata()) == pytest.approx(expected)
