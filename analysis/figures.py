@@ -18,6 +18,7 @@ headless by construction, no global figure registry, no backend switch in a call
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import textwrap
 from collections.abc import Callable
@@ -77,6 +78,9 @@ def styled(build: F) -> F:
 
 def save(fig: Figure, plotted: pd.DataFrame, stem: Path) -> list[Path]:
     """Write ``stem``.png, .pdf and .csv (the plotted numbers); return the three paths."""
+    # Embedding TrueType fonts runs fontTools' subsetter, which logs every table at INFO: under a Hydra
+    # multirun (INFO to the console) that would bury the verdicts in font-table chatter.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf, csv = (Path(f"{stem}.{ext}") for ext in ("png", "pdf", "csv"))
     with matplotlib.rc_context(STYLE):
@@ -190,8 +194,8 @@ def interval_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataF
 
     The line starts at massed (s = 0, square marker); the band is clipped to 0-100 %; the random
     schedule and offline KD are markers with sd bars on the side axis; a control run is a hollow
-    triangle at the interval of the spaced cell it controls. n is in the title, and written at a
-    point only where it differs from the usual n.
+    triangle at the interval of the spaced cell it controls. Each line's usual n is in the legend,
+    and n is written at a point only where it differs from its line's.
     """
     points = _labelled(points)
     panels = list(points.groupby(PANEL, sort=True))
@@ -210,6 +214,13 @@ def interval_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataF
 def _extras(roles: list[str]) -> list[str]:
     """The side axis categories of a panel: random (and other schedules), then offline."""
     return sorted(set(roles) - {"massed", "spaced"}, key=lambda role: (role == "offline", role))
+
+
+def _x_role(row: Any) -> str:
+    """The role that decides a point's axis: a control takes its spaced cell's."""
+    if row.role == "control":
+        return _role(row.control_schedule, row.control_interval, None)
+    return row.role
 
 
 def _x_of(row: Any, extras: list[str]) -> tuple[str, float]:
@@ -269,13 +280,6 @@ def _interval_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, c
     return pd.concat(rows, ignore_index=True).assign(panel=f"{key[0]} / {key[1]}")
 
 
-def _x_role(row: Any) -> str:
-    """The role that decides a point's axis: a control takes its spaced cell's."""
-    if row.role == "control":
-        return _role(row.control_schedule, row.control_interval, None)
-    return row.role
-
-
 def _legend(fig: Figure, colors: dict[str, Any], roles: list[str], frame: pd.DataFrame,
             extra: list[Line2D] | None = None, n_of: dict[str, int] | None = None) -> None:
     """Lines by colour (with their usual n of seeds), then what each marker means, below the panels."""
@@ -308,8 +312,8 @@ def gain_figure(table: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> tuple[
     fig = _new_figure(_width(len(panels)), 0.7 + 2.5 * math.ceil(len(panels) / 3) + 0.14 * (len(colors) + 3))
     plotted = [_gain_panel(sub, key, panel, pairs, colors) for sub, (key, panel) in
                zip(_panel_grid(fig, len(panels)), panels)]
-    _title(fig, f"Gain in {metric_words(metric)} over massed (s = 0), in points: mean and 95 % CI "
-                "(paired t over seeds; Welch where marked unpaired); dots: per-seed differences.")
+    _title(fig, f"Gain over massed (s = 0), points of {metric_words(metric)}: mean, 95 % CI (paired t; Welch where "
+                "marked), per-seed differences (dots).")
     comparisons = sorted(set(table["comparison"]) - {MASSED})
     extra = [Line2D([], [], color="0.35", marker="o", markersize=9, markerfacecolor="none", linestyle="none",
                     label="best interval on validation")]
@@ -339,7 +343,9 @@ def _gain_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, pairs
             ax = main if row.axis == "interval" else side
             shift = _dodged(ax, slot, len(slots))
             has_ci = math.isfinite(row.low) and math.isfinite(row.high)
-            yerr = [[row.mean - row.low], [row.high - row.mean]] if has_ci else None
+            # a gain lies in -100..100 points; the interval is drawn within that (the CSV keeps both)
+            bar_low, bar_high = (max(row.low, -100.0), min(row.high, 100.0)) if has_ci else (row.mean, row.mean)
+            yerr = [[row.mean - bar_low], [bar_high - row.mean]] if has_ci else None
             bars = ax.errorbar([row.x], [row.mean], yerr=yerr, fmt=marker_of or MARKERS.get(row.role, "o"), color=color,
                                capsize=2, elinewidth=0.9, transform=shift,
                                markerfacecolor="white" if marker_of else color)
@@ -355,18 +361,18 @@ def _gain_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, pairs
             if row.best_on_val:
                 ax.plot([row.x], [row.mean], linestyle="none", marker="o", markersize=9, markerfacecolor="none",
                         markeredgecolor=color, transform=shift, gid=f"best_on_val|{label}")
-            lows += [row.low if has_ci else row.mean, *seeds["diff"]]
-            highs += [row.high if has_ci else row.mean, *seeds["diff"]]
-            rows.append(pd.DataFrame([{**row._asdict(), "kind": "gain"}]))
+            lows += [bar_low, *seeds["diff"]]
+            highs += [bar_high, *seeds["diff"]]
+            rows.append(pd.DataFrame([{**row._asdict(), "kind": "gain", "bar_low": bar_low, "bar_high": bar_high}]))
             rows.append(seeds.assign(kind="seed", axis=row.axis, x=row.x, label=label)[
                 ["kind", *_JOIN, "label", "axis", "x", "seed", "diff"]])
     for ax in filter(None, (main, side)):
         ax.axhline(0.0, color="0.3", linewidth=0.8, linestyle="--", zorder=0)
     _interval_axis(main, panel.loc[panel["role"] == "spaced", "interval"].tolist(), with_massed=False)
-    _y_limits(main, lows, highs, None)
+    _y_limits(main, lows, highs, (-100.0, 100.0))
     main.set_ylabel("gain over massed (points)")
-    columns = ["kind", *_JOIN, "label", "axis", "x", "mean", "low", "high", "n", "n_reference", "paired",
-               "best_on_val", "best_on_test", "seed", "diff"]
+    columns = ["kind", *_JOIN, "label", "axis", "x", "mean", "low", "high", "bar_low", "bar_high", "n", "n_reference",
+               "paired", "best_on_val", "best_on_test", "seed", "diff"]
     return pd.concat(rows, ignore_index=True).reindex(columns=columns).assign(panel=f"{key[0]} / {key[1]}")
 
 
