@@ -258,3 +258,13 @@ def test_each_gain_panel_shows_only_its_own_seeds(tmp_path, make_record, write_r
     for sub, expected in zip(fig.subfigs, ([5.0, 5.1], [2.0, 2.1])):  # panels sorted: cifar10, digits
         (dots,) = [line for line in sub.axes[0].lines if line.get_gid() == "seeds|massed|EMA, decay 0.9"]
         assert sorted(dots.get_ydata()) == pytest.approx(expected)
+
+
+def test_an_unpaired_gain_is_marked_and_has_no_seed_dots(tmp_path, make_record, write_run):
+    for seed in range(2):
+        write_run(tmp_path / f"m{seed}", make_record("ema", 0.0, 0.9, seed, {"ema": 0.80 + seed / 100}))
+        write_run(tmp_path / f"s{seed}", make_record("ema", 0.5, 0.9, seed + 5, {"ema": 0.83 + seed / 100}))
+    analysis = load([tmp_path])
+    fig, plotted = figures.gain_figure(analysis.gains, analysis.pairs, "final")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["unpaired"]
+    assert plotted.loc[plotted["kind"] == "gain", "paired"].tolist() == ["no"] and (plotted["kind"] == "seed").sum() == 0
