@@ -88,3 +88,12 @@ def test_main_target_by_method_and_for_preset_names():
         ["model", "model", "ema", "student", "ensemble"]
     assert main_target("spaced_kd_preset", ["exit1", "ensemble"]) == "ensemble"
     assert main_target("my_method", ["b", "a"]) == "a"
+
+
+def test_a_record_s_own_main_target_wins_over_the_table(tmp_path, make_record, write_run):
+    from analysis.report import load
+
+    write_run(tmp_path / "a", make_record("ema", 0.5, 0.9, 0, {"ema": 0.8, "model": 0.7}, main_target="model"))
+    write_run(tmp_path / "b", make_record("ema", 0.5, 0.9, 1, {"ema": 0.8, "model": 0.6}))
+    runs = load([tmp_path]).runs.set_index("seed")
+    assert runs.loc[0, "target"] == "model" and runs.loc[1, "target"] == "ema"
