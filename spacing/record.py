@@ -15,9 +15,12 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacing.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"
@@ -83,7 +86,7 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def hardware(device: Any) -> dict[str, Any]:
+def hardware(device: torch.device) -> dict[str, Any]:
     """What a run trains on, for the record: ``device`` and ``threads``.
 
     ``device`` is ``{"kind": "cpu", "count": 1}`` or ``{"kind": "NVIDIA H200", "count": 1}`` (the
