@@ -1,7 +1,10 @@
-"""Analysis of spacing-effect sweeps: run records in, tidy tables, figures and tables out.
+"""Analysis of spacing-effect sweeps: run records in; gains with 95 % intervals, figures, tables and verdicts out.
 
 Talks to training only through the files each run writes (``result.json``, ``history.csv``) and
-never imports torch or ``spacing``. Entry points: ``python -m analysis`` (see ``__main__``),
+never imports torch or ``spacing``. The pipeline: ``records`` (find and parse) -> ``integrity``
+(series, duplicates, impossible values) -> ``tidy`` (one row per run and target, means per cell)
+-> ``gains`` (paired gains over massed and controls, selection on validation) -> ``figures``,
+``tables``, ``summary``. Entry points: ``python -m analysis`` (see ``__main__``),
 ``analysis.report.analyze`` / ``analysis.report.load`` from Python, and the Hydra multirun
 callback ``analysis.callback.AnalyzeSweep``.
 """

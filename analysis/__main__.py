@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from analysis.errors import AnalysisError
-from analysis.tidy import METRICS
+from analysis.labels import METRICS
 
 USAGE = """\
 python -m analysis SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--metric final|best_val|best_test] [--target NAME] [--cell SPEC]

@@ -1,8 +1,9 @@
 """Benchmark: how long a cold aggregation of many synthetic run records takes.
 
 ``python -m analysis bench [--records 10000]`` writes the records to a temporary directory, then
-times ``report.load`` (find, parse and check every result.json, build the tidy table, aggregate,
-list what is incomplete) in a fresh Python process, so no module or cache of this one helps.
+times ``report.load`` (find, parse and check every result.json, vet series, duplicates and
+impossible values, build the tidy table, aggregate, pair the gains with their intervals, list
+what is incomplete) in a fresh Python process, so no module or cache of this one helps.
 The budget it checks against is 10 s for 10,000 records; it is a measurement, not a test.
 """
 

@@ -1,8 +1,8 @@
 """Hydra callback: analyse a sweep as soon as its multirun ends.
 
 Wired in ``conf/config.yaml`` as ``hydra.callbacks.analyze._target_: analysis.callback.AnalyzeSweep``,
-so ``python run.py -m +sweep=demo`` ends with its figures and table in ``<sweep dir>/analysis/``
-and their paths printed. The sweep has finished by then: a failing analysis must not make it look
+so ``python run.py -m +sweep=demo`` ends with its figures, tables and summary.md in
+``<sweep dir>/analysis/``, their paths, and a verdict per method printed last. The sweep has finished by then: a failing analysis must not make it look
 failed, so nothing raises out of here; it prints a warning and the command to retry instead.
 """
 
@@ -26,10 +26,11 @@ class AnalyzeSweep(Callback):
         self.target = target
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Analyse, print the incomplete list and the paths written, log one summary line; never raise.
+        """Analyse, log one summary line, then print the report ending with the verdicts; never raise.
 
         Only the summary goes to logging: Hydra's own log handler also writes to the console, so
-        logging every line as well would print each path twice.
+        logging every line as well would print each path twice. It is logged first so that the
+        verdicts are the last thing the sweep prints.
         """
         sweep_dir: Path | str = "the sweep directory"
         try:
@@ -44,6 +45,6 @@ class AnalyzeSweep(Callback):
             print(warning)
             log.warning(warning)
             return
-        print("\n".join([f"analysis of {sweep_dir} ({self.metric} metric):", *result.lines()]))
         log.info("analysis: %d files in %s; %d incomplete entries (see incomplete.csv)",
                  len(result.paths), out, len(result.analysis.incomplete))
+        print("\n".join([f"analysis of {sweep_dir} ({self.metric} metric):", *result.lines()]))

@@ -35,23 +35,33 @@ CATALOGUE: tuple[Entry, ...] = (
           ("ema", "model")),
     Entry("fig_dropout_interval", ("dropout_grid",), "interval", ("dropout",),
           "spaced dropout: accuracy vs interval, one line per rate p (inverted U), massed dashed"),
+    Entry("fig_demo_gain", ("demo",), "gain", ("ema",),
+          "EMA on digits: gain of each interval over massed, 95 % CI and per-seed differences"),
+    Entry("fig_dropout_gain", ("dropout_grid",), "gain", ("dropout",),
+          "spaced dropout: gain over massed vs interval per rate p, 95 % CI, per-seed differences"),
     Entry("fig_dropout_heatmap", ("dropout_grid",), "heatmap", ("dropout",),
           "spaced dropout: p x interval heatmaps of mean accuracy and of the gain over massed"),
     Entry("fig_ema_interval", ("ema_grid",), "interval", ("ema",),
           "spaced EMA: accuracy of the EMA weights vs interval, one line per decay, massed dashed"),
+    Entry("fig_ema_gain", ("ema_grid",), "gain", ("ema",),
+          "spaced EMA: gain over massed vs interval per decay, 95 % CI, per-seed differences"),
     Entry("fig_ema_heatmap", ("ema_grid",), "heatmap", ("ema",),
           "spaced EMA: decay x interval heatmaps of mean accuracy and of the gain over massed"),
     Entry("fig_online_kd_interval", ("online_kd_curve",), "interval", ("online_kd",),
           "spaced online KD: student (and teacher) accuracy vs interval; massed s = 0 dashed, "
           "random schedule and offline KD (s = inf) as separate markers", ("student", "teacher")),
+    Entry("fig_online_kd_gain", ("online_kd_curve",), "gain", ("online_kd",),
+          "spaced online KD: student gain over online KD (s = 0) vs interval, random schedule and offline KD beside"),
     Entry("fig_online_kd_history", ("online_kd_curve",), "history", ("online_kd",),
           "spaced online KD: student test accuracy vs epoch, massed vs best spaced interval"),
     Entry("fig_self_kd_interval", ("self_kd_curve",), "interval", ("self_kd",),
           "spaced self KD: ensemble accuracy vs interval, massed s = 0 dashed"),
+    Entry("fig_self_kd_gain", ("self_kd_curve",), "gain", ("self_kd",),
+          "spaced self KD: ensemble gain over massed vs interval, 95 % CI, per-seed differences"),
     Entry("table_kd_comparison", ("online_kd_curve", "self_kd_curve"), "table", ("online_kd", "self_kd", "baseline"),
-          "online and self KD: baseline, massed, best spaced (mean ± sd, n), gain in points, winning interval"),
+          "online and self KD: baseline, massed, interval chosen on validation with its gain and 95 % CI, cost"),
     Entry("table_dropout_ema_comparison", ("dropout_grid", "ema_grid"), "table", ("dropout", "ema", "baseline"),
-          "dropout and EMA: baseline, massed, best spaced per strength, gain in points, winning interval"),
+          "dropout and EMA: baseline, massed, interval chosen on validation per strength, gain and 95 % CI, cost"),
 )
 BY_NAME = {entry.name: entry for entry in CATALOGUE}
 
@@ -95,6 +105,7 @@ def draw_entry(item: Entry, analysis: Analysis, out: Path, cells: list[Spec] | N
 
 _NEEDS = {
     "interval": "completed runs",
+    "gain": "completed runs of a massed (s = 0) and a spaced cell",
     "heatmap": "at least two strengths and two periodic intervals",
     "history": "completed runs with history.csv in the chosen cells",
     "table": "completed massed or spaced runs",

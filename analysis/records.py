@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from analysis.neutral import numbers_config
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"
@@ -138,9 +139,43 @@ def _read(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     if not isinstance(data.get("metrics") or {}, dict):
         problems.append(Problem(str(path), "'metrics' is not an object"))
         return None
+    try:
+        data.update(_control(data.get("control")))
+    except (KeyError, TypeError, ValueError):
+        problems.append(Problem(str(path), "bad value: 'control' must be null or an object with 'kind', "
+                                           "'interval' and 'strength' (the spaced cell it controls)"))
+        return None
     data["schedule"] = data.get("schedule") or "periodic"
-    data.pop("config", None)  # the resolved config is large and the tidy table does not use it
+    data["device_kind"], data["device_count"] = _device(data.get("device"))
+    threads = data.get("threads")
+    data["threads"] = threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+    config = data.pop("config", None)  # large: only what decides "same config" is kept
+    data["numbers_config"] = numbers_config(config) if isinstance(config, dict) else None
     return data
+
+
+def _control(control: Any) -> dict[str, Any]:
+    """The ``control`` object as flat columns; all None for an ordinary run.
+
+    A control run names the spaced cell it controls: ``kind`` (e.g. ``matched_horizon``), that
+    cell's ``interval`` and ``strength``, and optionally its ``schedule`` (default ``periodic``).
+    """
+    if control is None:
+        return {"control_kind": None, "control_interval": None, "control_strength": None, "control_schedule": None}
+    if not isinstance(control, dict) or not isinstance(control.get("kind"), str):
+        raise ValueError(control)
+    strength = control.get("strength")
+    return {"control_kind": control["kind"], "control_interval": float(control["interval"]),
+            "control_strength": None if strength is None else float(strength),
+            "control_schedule": str(control.get("schedule") or "periodic")}
+
+
+def _device(device: Any) -> tuple[str | None, int]:
+    """(kind, count) of the record's ``device`` ({"kind": "cpu", "count": 1}); (None, 1) if absent."""
+    if isinstance(device, dict) and isinstance(device.get("kind"), str):
+        count = device.get("count")
+        return device["kind"], count if isinstance(count, int) and count > 0 else 1
+    return None, 1
 
 
 def read_history(run_dir: str) -> pd.DataFrame:

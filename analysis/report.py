@@ -1,8 +1,8 @@
 """One analysis of one or more sweeps: load the records once, then write any of the outputs.
 
 ``Analysis`` holds the frames every output is a function of; ``draw`` turns it into files by
-kind (interval, heatmap, history, table). The full report (``analyze``) and the catalogue's single
-figures both go through ``draw``, so the two can never draw the same thing differently.
+kind (interval, gain, heatmap, history, table). The full report (``analyze``) and the catalogue's
+single figures both go through ``draw``, so the two can never draw the same thing differently.
 """
 
 from __future__ import annotations
@@ -15,24 +15,18 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import completeness, figures, tables
+from analysis import completeness, cost, figures, summary, tables
 from analysis.errors import AnalysisError
+from analysis.gains import gains, hardware_warnings
+from analysis.integrity import vet
+from analysis.labels import METRICS, cell_words, line_label, metric_words
 from analysis.records import HISTORY_FILE, RecordSet, load_records, read_history
-from analysis.tidy import (
-    COMPLETED,
-    METRICS,
-    POINT,
-    aggregate,
-    interval_label,
-    line_label,
-    metric_caption,
-    select,
-    tidy_frame,
-)
+from analysis.tidy import COMPLETED, POINT, aggregate, select, tidy_frame
 
-KINDS = ("interval", "heatmap", "history", "table")
+KINDS = ("interval", "gain", "heatmap", "history", "table")
 #: What the full report writes, by kind, under ``--out``.
-REPORT_STEMS = {"interval": "interval_curve", "heatmap": "heatmap", "history": "history", "table": "comparison"}
+REPORT_STEMS = {"interval": "interval_curve", "gain": "gain_curve", "heatmap": "heatmap", "history": "history",
+                "table": "comparison"}
 Spec = dict[str, Any]
 
 
@@ -41,8 +35,9 @@ class Analysis:
     """The loaded sweep(s) under one metric and target choice.
 
     ``tidy``: one row per (run, target); ``runs``: one row per run, the analysed target;
-    ``points``: mean / sd / n in percent per cell and target over completed runs;
-    ``incomplete``: everything left out of ``points`` and why.
+    ``points``: mean / sd / n in percent per cell and target over usable runs;
+    ``gains`` / ``pairs``: gains over massed and controls with their intervals, and the per-seed
+    differences behind them (analysis.gains); ``incomplete``: everything left out and why.
     """
 
     metric: str
@@ -51,6 +46,8 @@ class Analysis:
     tidy: pd.DataFrame
     runs: pd.DataFrame
     points: pd.DataFrame
+    gains: pd.DataFrame
+    pairs: pd.DataFrame
     incomplete: pd.DataFrame
 
     def only(self, methods: tuple[str, ...]) -> Analysis:
@@ -59,13 +56,18 @@ class Analysis:
             return frame[frame["method"].isin(methods) | frame["method"].isna()].reset_index(drop=True)
 
         return replace(self, tidy=keep(self.tidy), runs=keep(self.runs), points=keep(self.points),
-                       incomplete=keep(self.incomplete))
+                       gains=keep(self.gains), pairs=keep(self.pairs), incomplete=keep(self.incomplete))
 
-    def points_for(self, targets: tuple[str, ...] | None) -> pd.DataFrame:
-        """Aggregates for these targets of every run (None: the analysed target)."""
+    def frames_for(self, targets: tuple[str, ...] | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Points, gains and pairs for these targets of every run (None: the analysed target)."""
         if targets is None:
-            return self.points
-        return aggregate(self.tidy[self.tidy["target"].isin(targets)], self.metric)
+            return self.points, self.gains, self.pairs
+        rows = self.tidy[self.tidy["target"].isin(targets)]
+        return (aggregate(rows, self.metric), *gains(rows, self.metric))
+
+    def warnings(self) -> list[str]:
+        """Comparisons whose runs ran on different devices or thread counts."""
+        return hardware_warnings(self.gains)
 
 
 def load(roots: list[Path], metric: str = "final", target: str | None = None) -> Analysis:
@@ -81,22 +83,24 @@ def load(roots: list[Path], metric: str = "final", target: str | None = None) ->
                                 f"read (first: {first.path}: {first.reason}); fix or remove them and run again")
         raise AnalysisError(f"no result.json found under {where}; pass the sweep directory Hydra printed at the "
                             "end of `python run.py -m ...` (it holds one sub-directory per run)")
+    vet(record_set.records)
     tidy = tidy_frame(record_set.records)
     if target is not None and not tidy["target"].eq(target).any():
         raise AnalysisError(f"no run evaluated target '{target}'; use one of: "
                             f"{', '.join(sorted(tidy['target'].unique()))} (or drop --target)")
     runs = select(tidy, target)
-    return Analysis(metric, target, record_set, tidy, runs, aggregate(runs, metric),
+    return Analysis(metric, target, record_set, tidy, runs, aggregate(runs, metric), *gains(runs, metric),
                     completeness.incomplete(runs, record_set, metric))
 
 
 def write_data(analysis: Analysis, out: Path) -> list[Path]:
-    """The frames behind everything: tidy (CSV, and Parquet when pyarrow is installed), points, incomplete."""
+    """The frames behind everything: tidy (CSV, and Parquet when pyarrow is installed), points, gains, incomplete."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "tidy.csv", out / "points.csv", out / "incomplete.csv"]
+    paths = [out / "tidy.csv", out / "points.csv", out / "gains.csv", out / "incomplete.csv"]
     analysis.tidy.to_csv(paths[0], index=False)
     analysis.points.to_csv(paths[1], index=False)
-    analysis.incomplete.to_csv(paths[2], index=False)
+    analysis.gains.to_csv(paths[2], index=False)
+    analysis.incomplete.to_csv(paths[3], index=False)
     try:
         analysis.tidy.to_parquet(out / "tidy.parquet", index=False)
         paths.append(out / "tidy.parquet")
@@ -113,33 +117,38 @@ def draw(kind: str, analysis: Analysis, stem: Path, targets: tuple[str, ...] | N
     (default the analysed one); ``cells``: the cells of the history figure (default the massed,
     best spaced and baseline cells of the comparison table).
     """
-    points = analysis.points_for(targets)
+    points, gain_table, pairs = analysis.frames_for(targets)
     if points.empty:
         return []
     if kind == "interval":
         return figures.save(*figures.interval_figure(points, analysis.metric), stem)
+    if kind == "gain":
+        return [] if gain_table.empty else figures.save(*figures.gain_figure(gain_table, pairs, analysis.metric), stem)
     if kind == "heatmap":
-        drawn = figures.heatmap_figure(points, analysis.metric)
+        drawn = figures.heatmap_figure(points, gain_table, analysis.metric)
         return [] if drawn is None else figures.save(*drawn, stem)
     if kind == "history":
-        curves = history_curves(analysis, cells if cells is not None else default_cells(analysis.points))
-        title = f"Test accuracy vs epoch, mean ± sd over seeds\ncells chosen by {metric_caption(analysis.metric)}"
+        curves = history_curves(analysis, cells if cells is not None else default_cells(points, gain_table))
+        which = "the cells given with --cell" if cells is not None else "massed and the interval chosen on validation"
+        title = f"Test accuracy (%) vs epoch, mean ± sd over seeds: {which}."
         return [] if curves.empty else figures.save(*figures.history_figure(curves, title), stem)
     if kind == "table":
-        table = tables.comparison(points)
+        table = tables.comparison(points, gain_table)
         return [] if table.empty else tables.write_tables(table, analysis.metric, stem)
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
 
 
-def default_cells(points: pd.DataFrame) -> list[Spec]:
-    """The cells worth a learning curve: each comparison row's massed and best spaced cell, and baselines."""
-    table = tables.comparison(points)
+def default_cells(points: pd.DataFrame, gain_table: pd.DataFrame) -> list[Spec]:
+    """The cells worth a learning curve: each comparison row's massed cell and the interval chosen on
+    validation (best on test where there is no validation), and baselines."""
+    table = tables.comparison(points, gain_table)
     specs = []
     for row in table.to_dict("records"):
-        common = {k: row[k] for k in tables.ROW_KEYS} | {"schedule": "periodic"}
+        common = {k: row[k] for k in tables.ROW_KEYS} | {"schedule": "periodic", "control_kind": None}
         specs.append(common | {"interval": 0.0})
-        if not math.isnan(row["best_interval"]):
-            specs.append(common | {"interval": row["best_interval"]})
+        chosen = row["val_interval"] if not math.isnan(row["val_interval"]) else row["test_interval"]
+        if not math.isnan(chosen):
+            specs.append(common | {"interval": chosen})
     specs += [{"method": "baseline"}] if (points["method"] == "baseline").any() else []
     return specs
 
@@ -169,8 +178,11 @@ def _matches(frame: pd.DataFrame, spec: Spec) -> pd.Series:
 
 
 def history_curves(analysis: Analysis, cells: list[Spec]) -> pd.DataFrame:
-    """Mean / sd / n of test accuracy (%) per epoch over the completed runs of the chosen cells."""
-    runs = analysis.runs[analysis.runs["status"].eq(COMPLETED)]
+    """Mean / sd / n of test accuracy (%) per epoch over the usable runs of the chosen cells.
+
+    Epochs beyond the record's ``epochs_completed`` are ignored: the record is authoritative.
+    """
+    runs = analysis.runs[analysis.runs["status"].eq(COMPLETED) & analysis.runs["problem"].isna()]
     chosen = runs[pd.concat([_matches(runs, spec) for spec in cells], axis=1).any(axis=1)] if cells else runs[:0]
     frames = []
     for run in chosen.to_dict("records"):
@@ -179,7 +191,8 @@ def history_curves(analysis: Analysis, cells: list[Spec]) -> pd.DataFrame:
         except (OSError, ValueError) as exc:
             print(f"warning: skipped {Path(run['path']) / HISTORY_FILE}: {exc}", file=sys.stderr)
             continue
-        history = history[history["target"] == run["target"]]
+        # result.json is authoritative: a kill between the two writes can leave history.csv an epoch ahead
+        history = history[(history["target"] == run["target"]) & (history["epoch"] <= run["epochs_completed"])]
         frames.append(history[["epoch", "test_acc"]].assign(**{k: run[k] for k in POINT}))
     if not frames:
         return pd.DataFrame(columns=[*POINT, "label", "epoch", "mean", "sd", "n"])
@@ -191,31 +204,44 @@ def history_curves(analysis: Analysis, cells: list[Spec]) -> pd.DataFrame:
 
 
 def _cell_label(row: Any) -> str:
-    schedule = "" if row.schedule == "periodic" else f" {row.schedule}"
-    return f"{line_label(row)} s={interval_label(row.interval)}{schedule}"
+    if row.method == "baseline":
+        return line_label(row)
+    return f"{line_label(row)}, {cell_words(row.schedule, row.interval)}"
 
 
 @dataclass(frozen=True)
 class Report:
-    """What ``analyze`` wrote and what it left out."""
+    """What ``analyze`` wrote, what it left out, and what it concluded."""
 
     analysis: Analysis
     paths: list[Path]
+    verdicts: list[str]
+    costs: list[str]
 
     def lines(self) -> list[str]:
-        """The console report: the incomplete list, then every file written."""
-        lines = [*completeness.summary(self.analysis.incomplete), *(f"wrote {path}" for path in self.paths)]
+        """The console report: what was left out, warnings, cost, files written, then the verdicts last."""
+        lines = [*completeness.summary(self.analysis.incomplete), *self.analysis.warnings(), *self.costs,
+                 *(f"wrote {path}" for path in self.paths)]
         if self.analysis.points.empty:
             key = METRICS[self.analysis.metric].key
             lines.append(f"nothing to plot yet: no completed run has {key} (--metric {self.analysis.metric})")
+        if self.verdicts:
+            lines += [f"verdict ({metric_words(self.analysis.metric)}; 95 % CI over seeds; interval chosen on "
+                      "validation):", *(f"  {line}" for line in self.verdicts)]
         return lines
 
 
 def analyze(roots: list[Path], out: Path, metric: str = "final", target: str | None = None,
             cells: list[Spec] | None = None) -> Report:
-    """The full report of ``python -m analysis``: data tables, every figure kind and the table."""
+    """The full report of ``python -m analysis``: data tables, every figure kind, the table and summary.md."""
     analysis = load(roots, metric, target)
     paths = write_data(analysis, out)
     for kind in KINDS:
         paths += draw(kind, analysis, out / REPORT_STEMS[kind], cells=cells)
-    return Report(analysis, paths)
+    verdicts = summary.verdicts(analysis.gains, analysis.points)
+    costs = cost.sweep_lines(analysis.runs)
+    text = summary.markdown(roots, metric, verdicts, costs, analysis.warnings(),
+                            completeness.summary(analysis.incomplete, limit=len(analysis.incomplete)))
+    (out / "summary.md").write_text(text)
+    paths.append(out / "summary.md")
+    return Report(analysis, paths, verdicts, costs)

@@ -2,37 +2,25 @@
 
 Every figure and table is a function of these frames, so the rules that decide what a number
 means live here, once: which result.json key a ``--metric`` reads, which target is a method's
-"main" one, what identifies a cell, and that only completed runs with a value are averaged.
+"main" one, what identifies a cell, and that only completed runs with a value and no listed
+problem (analysis.integrity) are averaged.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from analysis.cost import run_hours
+from analysis.labels import METRICS
+
 COMPLETED = "completed"
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A ``--metric`` choice: the result.json key it reads, a short label for axes, a description for captions."""
-
-    key: str
-    label: str
-    description: str
-
-
-METRICS: dict[str, Metric] = {
-    "final": Metric("test_acc", "final epoch", "final-epoch test accuracy"),
-    "best_val": Metric("test_acc_at_best_val", "at best-val epoch", "test accuracy at the best-validation epoch"),
-    "best_test": Metric("best_test_acc", "best over epochs", "best test accuracy over epochs (what the paper reported)"),
-}
-
-#: The target each paper reports for a method; ``--target`` overrides it wherever a run has one.
+#: The target each paper reports for a method, for records that do not name their ``main_target``
+#: (records written before that field existed); ``--target`` overrides it wherever a run has one.
 MAIN_TARGET: dict[str, str] = {
     "baseline": "model",
     "dropout": "model",
@@ -43,8 +31,11 @@ MAIN_TARGET: dict[str, str] = {
 #: For method names added by presets: the first of these targets a run has is its main one.
 TARGET_PREFERENCE = ("ensemble", "student", "ema", "model")
 
-#: What identifies a point of a sweep; seeds of the same cell are averaged.
-CELL = ("method", "schedule", "interval", "strength_name", "strength", "dataset", "model")
+#: What identifies a point of a sweep; seeds of the same cell are averaged. ``series`` names the
+#: config keys in which runs of one method differ beyond the grid (see analysis.integrity); the
+#: control columns are set for a control run and name the spaced cell it controls.
+CONTROL = ("control_kind", "control_interval", "control_strength", "control_schedule")
+CELL = ("method", "schedule", "interval", "strength_name", "strength", "dataset", "model", "series", *CONTROL)
 POINT = (*CELL, "target")
 METRIC_KEYS = (
     "test_acc", "best_test_acc", "val_acc", "best_val_acc",
@@ -52,19 +43,10 @@ METRIC_KEYS = (
 )
 RUN_KEYS = (
     "sweep", "sweep_root", "path", "status", *CELL, "seed",
-    "epochs", "epochs_completed", "steps", "wall_time_s", "images_per_s", "error",
+    "epochs", "epochs_completed", "steps", "wall_time_s", "images_per_s", "device_kind", "device_count", "threads",
+    "error", "problem", "problem_detail",
 )
-TIDY_COLUMNS = (*RUN_KEYS, "target", "main", *METRIC_KEYS)
-
-
-def metric_label(metric: str) -> str:
-    """The axis / colour-bar label naming the metric, e.g. 'test accuracy (%), final epoch'."""
-    return f"test accuracy (%), {METRICS[metric].label}"
-
-
-def metric_caption(metric: str) -> str:
-    """The metric in titles and captions, e.g. 'metric final: final-epoch test accuracy'."""
-    return f"metric {metric}: {METRICS[metric].description}"
+TIDY_COLUMNS = (*RUN_KEYS, "hours", "target", "main", *METRIC_KEYS)
 
 
 def main_target(method: str, targets: Iterable[str]) -> str:
@@ -78,26 +60,29 @@ def main_target(method: str, targets: Iterable[str]) -> str:
 def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (run, target), metrics under their result.json names (fractions 0..1).
 
-    A run that evaluated nothing yet (failed at start, running) still gets one row, under its
-    method's main target with empty metrics, so the completeness report can list it.
+    ``records`` have been through ``analysis.integrity.vet`` (series, main target, problem). A run
+    without metrics for its main target (it evaluated nothing yet, or its record is broken) still
+    gets a row for it with empty metrics, so the completeness report can list it. ``hours``: the run's device-hours.
     """
     rows: list[tuple[Any, ...]] = []
     for record in records:
-        run = tuple(record.get(key) for key in RUN_KEYS)
+        run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count")))
         metrics = record.get("metrics") or {}
-        main = main_target(record["method"], metrics)
-        for target in metrics or [main]:
-            values = metrics.get(target) or {}
+        main = record.get("main_target") or main_target(record["method"], metrics)
+        for target in [*metrics, *([] if main in metrics else [main])]:
+            values = metrics.get(target)
+            values = values if isinstance(values, dict) else {}
             rows.append((*run, target, target == main, *(_number(values.get(k)) for k in METRIC_KEYS)))
     frame = pd.DataFrame.from_records(rows, columns=list(TIDY_COLUMNS))
-    for column in ("interval", "strength", "seed", *METRIC_KEYS):
+    for column in ("interval", "strength", "control_interval", "control_strength", "seed", *METRIC_KEYS):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["series"] = frame["series"].fillna("")
     return frame
 
 
 def _number(value: Any) -> float:
     """JSON null (and anything non-numeric) becomes NaN so that columns stay numeric."""
-    return float(value) if isinstance(value, (int, float)) else math.nan
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def select(tidy: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
@@ -112,28 +97,22 @@ def select(tidy: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
 
 
 def usable(runs: pd.DataFrame, metric: str) -> pd.Series:
-    """Which rows may be averaged: completed runs that have a value for the metric."""
-    return runs["status"].eq(COMPLETED) & runs[METRICS[metric].key].notna()
+    """Which rows may be averaged: completed runs with a value for the metric and no listed problem."""
+    return runs["status"].eq(COMPLETED) & runs[METRICS[metric].key].notna() & runs["problem"].isna()
 
 
 def aggregate(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean, sd (ddof 1) and n over seeds per point, in percent; only usable rows count."""
-    key = METRICS[metric].key
-    kept = runs[usable(runs, metric)].assign(value=lambda f: 100.0 * f[key])
-    grouped = kept.groupby(list(POINT), dropna=False, sort=True)
+    """Mean, sd (ddof 1) and n over seeds per point, in percent, over usable rows only.
+
+    ``hours`` is what every run of the point cost (usable or not: failed runs were paid for too).
+    Points without a usable run are left out.
+    """
+    ok = usable(runs, metric)
+    frame = runs.assign(value=(100.0 * runs[METRICS[metric].key]).where(ok), seed_used=runs["seed"].where(ok))
+    grouped = frame.groupby(list(POINT), dropna=False, sort=True)
     points = grouped["value"].agg(["mean", "std", "count"]).rename(columns={"std": "sd", "count": "n"})
-    points["seeds"] = grouped["seed"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s)))
-    points = points.reset_index()
+    points["seeds"] = grouped["seed_used"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s.dropna())))
+    points["hours"] = grouped["hours"].sum()
+    points = points[points["n"] > 0].reset_index()
     points["metric"] = metric
     return points
-
-
-def line_label(row: Any) -> str:
-    """How a (method, strength, target) line is named in legends and tables."""
-    strength = "" if pd.isna(row.strength) else f" {row.strength_name}={row.strength:g}"
-    return f"{row.method}{strength} [{row.target}]"
-
-
-def interval_label(interval: float) -> str:
-    """Tick / table text for an interval: '0' is massed, inf is offline KD."""
-    return "offline" if math.isinf(interval) else f"{interval:g}"

@@ -15,9 +15,12 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacing.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"
@@ -83,6 +86,25 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What a run trains on, for the record: ``device`` and ``threads``.
+
+    ``device`` is ``{"kind": "cpu", "count": 1}`` or ``{"kind": "NVIDIA H200", "count": 1}`` (the
+    GPU's name; ``count`` is how many devices the run holds, one today); ``threads`` is torch's intra-op
+    thread count. Both decide whether two runs of one seed can give identical numbers (CPU results
+    change with the thread count; GPU kernels differ between GPU models), and the device prices the
+    run's wall time. torch is imported here, not at module level, so that readers of records need
+    no torch.
+    """
+    import torch
+
+    if device.type == "cuda":
+        kind = torch.cuda.get_device_name(device)
+    else:
+        kind = device.type
+    return {"device": {"kind": kind, "count": 1}, "threads": torch.get_num_threads()}
+
+
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """The fields that place a run in a sweep, read leniently so a bad config still gets a record."""
     method = config.get("method") or {}
@@ -120,6 +142,8 @@ class RunRecord:
             "steps": 0,
             "wall_time_s": 0.0,
             "images_per_s": None,
+            "device": None,
+            "threads": None,
             "metrics": {},
             "counters": {},
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

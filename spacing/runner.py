@@ -41,7 +41,7 @@ from spacing.methods import MethodContext, StepStats, build_method
 from spacing.methods.base import merge_stats
 from spacing.models import build_model
 from spacing.optim import build_lr_schedule, build_optimizer
-from spacing.record import HISTORY_FILE, RESULT_FILE, RunRecord, read_result
+from spacing.record import HISTORY_FILE, RESULT_FILE, RunRecord, hardware, read_result
 from spacing.seeding import restore_rng_state, rng_state, seed_everything
 from spacing.speed import Speed
 
@@ -297,6 +297,7 @@ class Trainer:
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
+        record.update(**hardware(self.device))
         self.speed = Speed.resolve(trainer, self.device)
         self.grad_scaler = self.speed.grad_scaler()
         self.data = build_data(

@@ -18,9 +18,9 @@ def test_the_full_report_writes_every_output_and_lists_what_is_incomplete(sweep,
     assert main([str(sweep.root)]) == 0
     out = capsys.readouterr().out
     analysis_dir = sweep.root / "analysis"
-    expected = ["tidy.csv", "points.csv", "incomplete.csv", *(f"{stem}.{ext}" for stem in
-                ("interval_curve", "heatmap", "history") for ext in ("png", "pdf", "csv")),
-                "comparison.md", "comparison.tex", "comparison.csv"]
+    expected = ["tidy.csv", "points.csv", "gains.csv", "incomplete.csv", *(f"{stem}.{ext}" for stem in
+                ("interval_curve", "gain_curve", "heatmap", "history") for ext in ("png", "pdf", "csv")),
+                "comparison.md", "comparison.tex", "comparison.csv", "summary.md"]
     for name in expected:
         assert (analysis_dir / name).stat().st_size > 0, name
         assert f"wrote {analysis_dir / name}" in out
@@ -28,6 +28,13 @@ def test_the_full_report_writes_every_output_and_lists_what_is_incomplete(sweep,
     assert str(sweep.corrupt) in out and str(sweep.failed) in out
     assert len(pd.read_csv(analysis_dir / "tidy.csv")) == 42
     assert pd.read_csv(analysis_dir / "incomplete.csv")["status"].tolist() == ["unreadable", "no record", "failed", "missing"]
+    assert f"cost of {sweep.root}: 23 runs, 0.0064 device-hours" in out
+    assert out.rstrip().splitlines()[-4] == ("verdict (test accuracy (%) at the final epoch; 95 % CI over seeds; "
+                                             "interval chosen on validation):")
+    summary = (analysis_dir / "summary.md").read_text()
+    assert "- EMA, decay 0.9: best interval on val 0.5: +2.00 points over massed" in summary
+    gains = pd.read_csv(analysis_dir / "gains.csv")
+    assert set(gains["comparison"]) == {"massed"} and len(gains) == 5  # 4 periodic spaced cells + random
 
 
 def test_parquet_is_written_when_pyarrow_is_there(sweep):
@@ -46,10 +53,10 @@ def test_metric_target_and_cell_options_change_the_numbers_labels_and_history_li
     points = pd.read_csv(out / "points.csv")
     cell = points[(points["strength"] == 0.99) & (points["interval"] == 0.5) & (points["schedule"] == "periodic")]
     assert cell[["target", "mean", "metric"]].values.tolist() == [["model", pytest.approx(81.0), "best_test"]]
-    assert "metric best_test: best test accuracy over epochs" in (out / "comparison.md").read_text()
+    assert "best test accuracy (%) over epochs" in (out / "comparison.md").read_text()
     history = pd.read_csv(out / "history.csv")
-    assert set(history["label"]) == {"ema decay=0.9 [model] s=1", "baseline [model] s=0"}
-    assert history.loc[history["label"] == "baseline [model] s=0", "mean"].tolist() == pytest.approx([76.0, 77.0, 78.0])
+    assert set(history["label"]) == {"EMA, decay 0.9, s = 1", "baseline"}
+    assert history.loc[history["label"] == "baseline", "mean"].tolist() == pytest.approx([76.0, 77.0, 78.0])
 
 
 def test_a_sweep_with_nothing_completed_says_so_and_draws_nothing(tmp_path, make_record, write_run, capsys):
@@ -58,7 +65,8 @@ def test_a_sweep_with_nothing_completed_says_so_and_draws_nothing(tmp_path, make
     out = capsys.readouterr().out
     assert "running: ema decay=0.9 periodic s=0.5 digits/small_cnn seed=0" in out
     assert out.rstrip().endswith("nothing to plot yet: no completed run has test_acc (--metric final)")
-    assert sorted(p.suffix for p in (tmp_path / "analysis").iterdir() if p.suffix != ".parquet") == [".csv"] * 3
+    assert sorted(p.suffix for p in (tmp_path / "analysis").iterdir() if p.suffix != ".parquet") == [".csv"] * 4 + [".md"]
+    assert "- nothing to compare yet" in (tmp_path / "analysis" / "summary.md").read_text()
 
 
 def test_list_prints_the_catalogue(capsys):
@@ -75,7 +83,7 @@ def test_figure_draws_one_catalogue_entry(sweep, capsys):
     out = capsys.readouterr().out
     assert "warning: fig_ema_heatmap is fed by sweep ema_grid, these records come from demo" in out
     back = pd.read_csv(sweep.root / "f" / "fig_ema_heatmap.csv")
-    assert back[back["best_mean"]][["strength", "interval"]].values.tolist() == [[0.99, 1.0]]
+    assert back[back["boxed"]][["strength", "interval"]].values.tolist() == [[0.99, 1.0]]
     assert f"wrote {sweep.root / 'f' / 'fig_ema_heatmap.pdf'}" in out
 
 

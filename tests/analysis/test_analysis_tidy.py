@@ -4,20 +4,17 @@ import math
 
 import pytest
 
+from analysis.integrity import vet
+from analysis.labels import metric_words
 from analysis.records import load_records
-from analysis.tidy import (
-    aggregate,
-    main_target,
-    metric_caption,
-    metric_label,
-    select,
-    tidy_frame,
-)
+from analysis.tidy import aggregate, main_target, select, tidy_frame
 
 
 @pytest.fixture
 def tidy(sweep):
-    return tidy_frame(load_records([sweep.root]).records)
+    records = load_records([sweep.root]).records
+    vet(records)
+    return tidy_frame(records)
 
 
 def _point(points, **cell):
@@ -80,10 +77,10 @@ def test_metric_picks_its_result_key(tidy, metric, shift):
     assert set(points["metric"]) == {metric}
 
 
-def test_metric_is_named_in_labels_and_captions():
-    assert metric_label("final") == "test accuracy (%), final epoch"
-    assert metric_caption("best_test") == "metric best_test: best test accuracy over epochs (what the paper reported)"
-    assert "best-validation" in metric_caption("best_val")
+def test_metric_is_named_in_reader_words():
+    assert metric_words("final") == "test accuracy (%) at the final epoch"
+    assert metric_words("best_test").startswith("best test accuracy (%) over epochs (chosen on test: optimistic")
+    assert "best-validation" in metric_words("best_val")
 
 
 def test_main_target_by_method_and_for_preset_names():
@@ -91,3 +88,12 @@ def test_main_target_by_method_and_for_preset_names():
         ["model", "model", "ema", "student", "ensemble"]
     assert main_target("spaced_kd_preset", ["exit1", "ensemble"]) == "ensemble"
     assert main_target("my_method", ["b", "a"]) == "a"
+
+
+def test_a_record_s_own_main_target_wins_over_the_table(tmp_path, make_record, write_run):
+    from analysis.report import load
+
+    write_run(tmp_path / "a", make_record("ema", 0.5, 0.9, 0, {"ema": 0.8, "model": 0.7}, main_target="model"))
+    write_run(tmp_path / "b", make_record("ema", 0.5, 0.9, 1, {"ema": 0.8, "model": 0.6}))
+    runs = load([tmp_path]).runs.set_index("seed")
+    assert runs.loc[0, "target"] == "model" and runs.loc[1, "target"] == "ema"

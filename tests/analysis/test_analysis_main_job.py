@@ -1,0 +1,29 @@
+"""The main job (`python run.py -m +sweep=demo`) ends with the verdict, cut down to two intervals and two seeds."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_demo_sweep_ends_with_its_verdict(tmp_path):
+    sweep = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "+sweep=demo", "trainer.epochs=2", "method.interval=0,0.5",
+         "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.rstrip().splitlines()
+    assert lines[-2] == ("verdict (test accuracy (%) at the final epoch; 95 % CI over seeds; interval chosen on "
+                         "validation):")
+    verdict = lines[-1]
+    assert verdict.startswith("  EMA, decay 0.7: best interval on val 0.5: ")
+    assert " points over massed (95 % CI " in verdict and ", n = 2 paired seeds), " in verdict
+    assert " CPU-hours; the same interval is best on test" in verdict
+    assert "subsetted" not in done.stdout + done.stderr  # no font-embedding chatter buries it
+    assert verdict.strip() in (sweep / "analysis" / "summary.md").read_text()
