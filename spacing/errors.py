@@ -1,8 +1,19 @@
-"""Errors a user can cause and fix.
+"""Errors a user can cause and fix, and the exit codes of the command line.
 
 Anything raised as a :class:`UserError` is shown as one sentence (no traceback) and ends the
-process with exit code 2; everything else is a bug and keeps its traceback.
+process with exit code 2; everything else is a bug and keeps its traceback (exit code 1).
 """
+
+EXIT_BUG = 1
+"""An unexpected exception: its traceback is printed."""
+EXIT_USER_ERROR = 2
+"""Bad input the user can fix: one sentence on stderr, nothing trained."""
+EXIT_DIVERGED = 3
+"""A single run whose loss stopped being finite (recorded as ``diverged``)."""
+EXIT_INCOMPLETE = 4
+"""A multirun in which at least one cell did not complete (failed, diverged or unfinished)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT, as shells report it): the run stays resumable."""
 
 
 class UserError(Exception):
@@ -19,3 +30,7 @@ class DataError(UserError):
 
 class DeviceError(UserError):
     """The requested device is not available on this machine."""
+
+
+class StorageError(UserError):
+    """An output dir cannot be written: read-only, no permission, or the disk is full."""

@@ -28,6 +28,7 @@ from spacing.loggers import LoggerList, build_loggers
 from spacing.methods import MethodContext, StepStats, build_method
 from spacing.methods.base import merge_stats
 from spacing.models import build_model
+from spacing.neutral import comparable
 from spacing.optim import build_lr_schedule, build_optimizer
 from spacing.record import RunRecord, read_result
 from spacing.seeding import restore_rng_state, rng_state, seed_everything
@@ -36,20 +37,6 @@ from spacing.speed import Speed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-RESUME_INSENSITIVE = (
-    ("trainer", "resume"),
-    ("trainer", "keep_checkpoint"),
-    ("trainer", "log_every"),
-    ("trainer", "device"),
-    ("trainer", "eval_batch_size"),
-    ("dataset", "root"),
-    ("dataset", "download"),
-    ("dataset", "workers"),
-    ("trainer", "compile"),
-)
-"""Config keys that may differ between a run and its resumption: they do not change the numbers."""
-RESUME_INSENSITIVE_GROUPS = ("logger",)
-"""Config groups that may differ between a run and its resumption (or its skipped re-launch)."""
 
 
 class Diverged(Exception):
@@ -68,7 +55,7 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
     config_dict = to_dict(cfg)
     previous = read_result(out_dir)
     if previous is not None and previous.get("status") == "completed":
-        if _comparable(previous.get("config", {})) != _comparable(config_dict):
+        if comparable(previous.get("config", {})) != comparable(config_dict):
             raise ConfigError(
                 f"{out_dir} already holds a completed run of a different config; "
                 "choose another output dir (hydra.run.dir=...) or move that one away."
@@ -92,17 +79,6 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
         raise
     finally:
         loggers.finish(record.data)
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without the keys listed in RESUME_INSENSITIVE and the groups in RESUME_INSENSITIVE_GROUPS."""
-    out = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
-    for group, key in RESUME_INSENSITIVE:
-        if isinstance(out.get(group), dict):
-            out[group].pop(key, None)
-    for group in RESUME_INSENSITIVE_GROUPS:
-        out.pop(group, None)
-    return out
 
 
 @dataclass
@@ -340,7 +316,7 @@ class Trainer:
         # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
         # optimizer state to where the live tensors are.
         state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if _comparable(state["config"]) != _comparable(self.config_dict):
+        if comparable(state["config"]) != comparable(self.config_dict):
             raise ConfigError(
                 f"{self.checkpoint_path} was written by a run with a different config; "
                 "delete it, choose another output dir, or set trainer.resume=false."
