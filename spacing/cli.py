@@ -135,13 +135,13 @@ def _preflight(args: argparse.Namespace) -> None:
         if args.cfg:
             return
         if mode == RunMode.MULTIRUN:
-            _check_launcher(master)
+            check_launcher(master)
             probe_writable(Path(str(master.hydra.sweep.dir)), "hydra.sweep.dir")
         else:
             probe_writable(Path(str(master.hydra.run.dir)), "hydra.run.dir")
 
 
-def _check_launcher(master: DictConfig) -> None:
+def check_launcher(master: DictConfig) -> None:
     """A SLURM launcher needs sbatch on this machine."""
     target = str(OmegaConf.select(master, "hydra.launcher._target_") or "")
     if target.endswith("SlurmLauncher") and shutil.which(SLURM_SUBMIT) is None:

@@ -66,6 +66,7 @@ def write_launch(sweep_dir: Path, launch: str, cells: list[Path], command: list[
     record = {
         "launch": launch,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "unix_time": time.time(),
         "command": command,
         "cells": [cell.name for cell in cells],
         "slurm_array": slurm_array,
@@ -81,4 +82,4 @@ def read_launches(sweep_dir: Path) -> list[dict[str, Any]]:
             launches.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    return sorted(launches, key=lambda launch: str(launch.get("time")))
+    return sorted(launches, key=lambda launch: float(launch.get("unix_time") or 0))
