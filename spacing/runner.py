@@ -68,8 +68,7 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
     try:
         config = to_config(cfg)
         loggers = build_loggers(config.logger)
-        trainer = Trainer(config, config_dict, record, out_dir, loggers)
-        loggers.start(record.data, out_dir, Path(sweep_dir) if sweep_dir is not None else None)
+        trainer = Trainer(config, config_dict, record, out_dir, loggers, Path(sweep_dir) if sweep_dir is not None else None)
         return trainer.fit()
     except UserError as exc:
         record.save("failed", error=str(exc))
@@ -102,12 +101,14 @@ class Trainer:
         record: RunRecord,
         out_dir: Path,
         loggers: LoggerList | None = None,
+        sweep_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.config_dict = config_dict
         self.record = record
         self.out_dir = out_dir
         self.loggers = loggers if loggers is not None else LoggerList()
+        self.sweep_dir = sweep_dir
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
@@ -156,6 +157,8 @@ class Trainer:
         trainer = self.config.trainer
         if trainer.resume and self.checkpoint_path.exists():
             self.load_checkpoint()
+        # After the checkpoint: a resumed run continues its tracker runs.
+        self.loggers.start(self.record.data, self.out_dir, self.sweep_dir, self.record.history, self.data.train.steps_per_epoch)
         log.info(
             "training %s on %s (%s, %d steps/epoch) on %s -> %s",
             self.config.method.name,
