@@ -212,7 +212,7 @@ def train(cfg: DictConfig) -> Outcome:
     out_dir = Path(settings.runtime.output_dir)
     single = settings.mode == RunMode.RUN
     sweep_dir = None if single else Path(str(settings.sweep.dir))
-    set_thread_count(cfg.trainer.threads, OmegaConf.select(settings, "launcher.n_jobs"))
+    log.info("torch CPU threads: %d", set_thread_count(cfg.trainer.threads, OmegaConf.select(settings, "launcher.n_jobs")))
     try:
         record = run(cfg, out_dir, sweep_dir)
     except KeyboardInterrupt:
@@ -298,13 +298,14 @@ def thread_count(requested: int | None, n_jobs: int | None) -> int | None:
     return None
 
 
-def set_thread_count(requested: int | None, n_jobs: int | None) -> None:
-    """Set torch's thread count explicitly (see :func:`thread_count`); the run record reports it."""
+def set_thread_count(requested: int | None, n_jobs: int | None) -> int:
+    """Set torch's thread count (see :func:`thread_count`) and return the count the run uses."""
     import torch
 
     count = thread_count(requested, n_jobs)
     if count is not None:
         torch.set_num_threads(count)
+    return torch.get_num_threads()
 
 
 def plan_command(argv: list[str]) -> int:

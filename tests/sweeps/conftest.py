@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from spacing.sweep import CELL_FILE
+from spacing.sweep_state import CELL_FILE
 from tests.conftest import CONF, ROOT
 
 TINY = ("dataset=synthetic", "model.width=8", "trainer.device=cpu")
@@ -27,7 +27,7 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["OMP_NUM_THREADS"] = "1"
-    env["HYDRA_FULL_ERROR"] = "1"
+    env.pop("HYDRA_FULL_ERROR", None)  # what a user has: Hydra's short report for bugs, our sentences for the rest
     return env
 
 
@@ -43,8 +43,15 @@ def launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
     )
 
 
+def spacing(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`spacing ARGS` (as `python -m spacing ARGS`) in `cwd`, waited for."""
+    return subprocess.run(
+        [sys.executable, "-m", "spacing", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def launch_in_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """`python run.py -m ARGS` in `cwd`, left running; its output goes to `cwd/driver.log`."""
+    """`python run.py -m ARGS` in `cwd`, left running in a session of its own; its output goes to `cwd/driver.log`."""
     with open(cwd / "driver.log", "w") as log:  # the child keeps its own copy of the file descriptor
         return subprocess.Popen(
             [sys.executable, str(ROOT / "run.py"), "-m", *args],
@@ -53,6 +60,7 @@ def launch_in_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
 
 
