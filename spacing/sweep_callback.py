@@ -121,10 +121,14 @@ class SweepCallback:
         self._records_before: dict[str, dict[str, Any] | None] = {}
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        # Set before the launcher pickles this object into the cells' processes, so they carry it.
+        self.begin_launch()
+        self.check_grid(config)
+
+    def begin_launch(self) -> None:
+        """Name this launch and its process; set before the launcher pickles this object into the
+        cells' processes, so they carry both."""
         self.launch = uuid.uuid4().hex
         self.launcher_pid = os.getpid()
-        self.check_grid(config)
 
     def check_grid(self, config: Any) -> None:
         """Compose and check every cell; print one sentence per bad value and end the launch if any."""
