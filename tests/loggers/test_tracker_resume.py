@@ -36,7 +36,10 @@ def command(run_dir: Path) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    """This process's environment without W&B's: a W&B service an earlier test started here would otherwise
+    serve the run's processes and outlive the kill, which is not what a lost node does."""
+    own = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    return {**own, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +85,9 @@ def test_mlflow_holds_one_finished_run_with_every_epoch_and_step_once(resumed: P
 
 def wandb_records(offline: Path) -> list[dict[str, Any]]:
     command = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(offline)]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip(), f"wandb leet inspect {offline}: {done.stderr[-2000:]}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def test_wandb_resumes_the_same_run_and_its_last_segment_holds_the_whole_epoch_history(resumed: Path) -> None:
