@@ -22,13 +22,13 @@ from pathlib import Path
 from spacing.compose import shown
 from spacing.errors import EXIT_USER_ERROR
 from spacing.record import RESULT_FILE, read_result
-from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, cell_state, read_launches, read_marker
+from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, cell_state, read_launches, read_marker, slurm_task
 
 ACTIVE = ("new", "running", "unfinished")
 """States of a cell that is not finished: a sweep with none of these is finished."""
 SLURM_LIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", "CONFIGURING")
-SUBMITIT_TASK = re.compile(r"^(\d+)_\d+$")
-"""A submitit task folder (``.submitit/<array>_<index>``)."""
+SUBMITIT_JOB = re.compile(r"^(\d+)(_\d+)?$")
+"""A submitit job folder: ``.submitit/<array>_<index>`` for an array task, ``.submitit/<job>`` for a single job."""
 SLURM_TIMEOUT_S = 30
 ANALYSIS_DIR = "analysis"
 
@@ -38,9 +38,9 @@ class CellStatus:
     dir: Path
     state: str
     task: str | None = None
-    """The SLURM array task that runs (or ran) the cell, e.g. ``123_4``."""
+    """The SLURM job that runs (or ran) the cell: ``123_4`` (task 4 of array 123) or ``123``."""
     slurm: str | None = None
-    """That task's SLURM state, when SLURM answered."""
+    """That job's SLURM state, when SLURM answered."""
     error: str | None = None
 
 
@@ -48,8 +48,8 @@ class CellStatus:
 class SweepStatus:
     sweep_dir: Path
     cells: list[CellStatus]
-    arrays: dict[str, Counter[str]] = field(default_factory=dict)
-    """SLURM state counts per array job, when SLURM answered."""
+    jobs: dict[str, Counter[str]] = field(default_factory=dict)
+    """SLURM state counts of the tasks of each (array) job, when SLURM answered."""
     slurm_error: str | None = None
 
     @property
@@ -61,8 +61,8 @@ class SweepStatus:
         order = ["completed", "running", "new", "unfinished", "failed", "diverged"]
         summary = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
         lines = [f"sweep {shown(self.sweep_dir)}: {len(self.cells)} cells: {summary or 'none yet'}"]
-        for array, states in sorted(self.arrays.items()):
-            lines.append(f"SLURM array {array}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+        for job, states in sorted(self.jobs.items(), key=lambda item: int(item[0])):
+            lines.append(f"SLURM job {job}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
         if self.slurm_error:
             lines.append(f"SLURM not asked: {self.slurm_error}")
         for cell in self.cells:
@@ -82,45 +82,43 @@ class SweepStatus:
 def sweep_status(sweep_dir: Path, ask_slurm: bool = True) -> SweepStatus:
     """The state of every cell of `sweep_dir` (launched or found on disk), with SLURM's view where it answers."""
     cells: dict[str, CellStatus] = {}
-    for launch in read_launches(sweep_dir):
+    for launch in read_launches(sweep_dir):  # oldest first: a later submission of a cell wins
+        jobs = launch.get("slurm_jobs") or []
         for index, name in enumerate(launch.get("cells") or []):
             cell = cells.setdefault(name, CellStatus(sweep_dir / name, "new"))
-            if launch.get("slurm_array"):
-                cell.task = f"{launch['slurm_array']}_{index}"
+            cell.task = jobs[index] if index < len(jobs) else None
     for path in sorted([*sweep_dir.glob(f"*/{CELL_FILE}"), *sweep_dir.glob(f"*/{RESULT_FILE}")]):
         cells.setdefault(path.parent.name, CellStatus(path.parent, "new"))
     for cell in cells.values():
         cell.state = cell_state(cell.dir)
         marker = read_marker(cell.dir) or {}
-        env = marker.get("slurm") or {}
-        if cell.task is None and "SLURM_ARRAY_JOB_ID" in env:
-            cell.task = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+        cell.task = cell.task or slurm_task(marker)
         record = read_result(cell.dir) or {}
         if cell.state in ("failed", "diverged"):
             cell.error = record.get("error") or marker.get("error")
     status = SweepStatus(sweep_dir, sorted(cells.values(), key=lambda c: c.dir.name))
-    arrays = {cell.task.split("_")[0] for cell in status.cells if cell.task}
-    arrays |= {m[1] for p in (sweep_dir / ".submitit").glob("*") if (m := SUBMITIT_TASK.match(p.name))}
-    if ask_slurm and arrays:
-        _add_slurm(status, sorted(arrays))
+    jobs = {cell.task.split("_")[0] for cell in status.cells if cell.task}
+    jobs |= {m[1] for p in (sweep_dir / ".submitit").glob("*") if (m := SUBMITIT_JOB.match(p.name))}
+    if ask_slurm and jobs:
+        _add_slurm(status, sorted(jobs, key=int))
     return status
 
 
-def _add_slurm(status: SweepStatus, arrays: list[str]) -> None:
-    """Each array task's state from sacct (finished ones) and squeue (live ones, which win)."""
+def _add_slurm(status: SweepStatus, jobs: list[str]) -> None:
+    """Each task's state from sacct (finished ones) and squeue (live ones, which win)."""
     if shutil.which("squeue") is None:
         status.slurm_error = "squeue is not on PATH on this machine"
         return
     tasks: dict[str, str] = {}
     try:
         if shutil.which("sacct") is not None:
-            tasks.update(_parse(_slurm(["sacct", "-n", "-X", "-P", "-j", ",".join(arrays), "-o", "JobID,State"])))
-        tasks.update(_parse(_slurm(["squeue", "-h", "-r", "-j", ",".join(arrays), "-o", "%i|%T"])))
+            tasks.update(_parse(_slurm(["sacct", "-n", "-X", "-P", "-j", ",".join(jobs), "-o", "JobID,State"])))
+        tasks.update(_parse(_slurm(["squeue", "-h", "-r", "-j", ",".join(jobs), "-o", "%i|%T"])))
     except (OSError, subprocess.SubprocessError) as exc:
         status.slurm_error = f"{type(exc).__name__}: {exc}"
         return
-    for array in arrays:
-        status.arrays[array] = Counter(state for task, state in tasks.items() if task.split("_")[0] == array)
+    for job in jobs:
+        status.jobs[job] = Counter(state for task, state in tasks.items() if task.split("_")[0] == job)
     for cell in status.cells:
         cell.slurm = tasks.get(cell.task or "")
         if cell.state == "running" and cell.slurm is not None and cell.slurm not in SLURM_LIVE:
@@ -135,13 +133,15 @@ def _slurm(command: list[str]) -> str:
 
 
 def _parse(output: str) -> dict[str, str]:
-    """``JobID|State`` lines -> {``array_index``: state}; ``123_[4-6]`` (pending ranges) expanded."""
+    """``JobID|State`` lines -> {task: state} (tasks as ``123_4`` or ``123``); pending ranges ``123_[4-6]`` expanded."""
     tasks = {}
     for line in output.splitlines():
         job, _, state = line.strip().partition("|")
         state = state.split(" ")[0]  # "CANCELLED by 0"
         array, _, index = job.partition("_")
         if not index:
+            if array.isdigit():
+                tasks[array] = state
             continue
         if index.startswith("["):
             for part in index.strip("[]").split("%")[0].split(","):

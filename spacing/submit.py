@@ -53,9 +53,11 @@ def submit(args: argparse.Namespace) -> int:
         context = HydraContext(config_loader=session.config_loader, callbacks=callbacks)
         launcher = Plugins.instance().instantiate_launcher(config=master, hydra_context=context, task_function=train)
         jobs = submit_array(launcher, [cell.overrides for cell in sweep.plan.cells])
-        array = str(jobs[0].job_id).split("_")[0]
-        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_array=array)
-    print(f"submitted SLURM array job {array} ({len(jobs)} tasks) for sweep {shown(sweep_dir)}")
+        tasks = [str(job.job_id) for job in jobs]
+        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=tasks)
+    job = tasks[0].split("_")[0]
+    what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"  # submitit submits one cell as a plain job
+    print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0
 

@@ -4,7 +4,7 @@
 cell's state. A cell dir holds the run record (``result.json``, written by the runner) and
 ``sweep_cell.json`` (written around each job by :class:`spacing.sweep_callback.SweepCallback`: the
 launch, the outcome, the host, pid and SLURM job). ``<sweep dir>/.launches/<launch>.json`` says what
-one launch submitted: its cells in launch order and, for a detached SLURM launch, the array job.
+one launch submitted: its cells in launch order and, for a detached SLURM launch, each cell's job.
 """
 
 from __future__ import annotations
@@ -61,15 +61,16 @@ def _may_be_alive(marker: dict[str, Any] | None) -> bool:
     return True
 
 
-def write_launch(sweep_dir: Path, launch: str, cells: list[Path], command: list[str], slurm_array: str | None = None) -> None:
-    """Record what launch `launch` submits: its cells (in launch order, as array task indices) and its array job."""
+def write_launch(sweep_dir: Path, launch: str, cells: list[Path], command: list[str], slurm_jobs: list[str] | None = None) -> None:
+    """Record what launch `launch` submits: its cells (in launch order) and, when it submitted them to SLURM
+    and returned, the job of each (``123_4``: task 4 of array 123; ``123``: a job of one task)."""
     record = {
         "launch": launch,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "unix_time": time.time(),
         "command": command,
         "cells": [cell.name for cell in cells],
-        "slurm_array": slurm_array,
+        "slurm_jobs": slurm_jobs,
     }
     atomic_write_text(sweep_dir / LAUNCHES_DIR / f"{launch}.json", json.dumps(record, indent=2) + "\n")
 
@@ -83,3 +84,11 @@ def read_launches(sweep_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return sorted(launches, key=lambda launch: float(launch.get("unix_time") or 0))
+
+
+def slurm_task(marker: dict[str, Any]) -> str | None:
+    """The SLURM job a cell's marker says ran it: ``<array>_<index>`` for an array task, else the job id."""
+    env = marker.get("slurm") or {}
+    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
