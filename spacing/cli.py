@@ -115,6 +115,12 @@ def run_command(argv: list[str]) -> int:
     answered_by_hydra = args.help or args.hydra_help or args.shell_completion or args.info
     if args.multirun and args.cfg:
         return plan_command([a for a in argv if a not in ("-m", "--multirun")])
+    if args.run + args.multirun + args.shell_completion + (args.info is not None) + (args.cfg is not None) > 1:
+        print("error: give one of --run, --multirun, --cfg, --info, --shell-completion.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.resolve and not (args.cfg or args.help):
+        print("error: --resolve only goes with --cfg or --help.", file=sys.stderr)
+        return EXIT_USER_ERROR
     if not answered_by_hydra and args.experimental_rerun is None:
         try:
             _preflight(args)

@@ -45,7 +45,8 @@ class Plan:
     cells: tuple[PlannedCell, ...]
     seconds: float
     sweeper: str | None = None
-    """The sweeper's class when it is not the basic grid sweeper (its cells are chosen while it runs)."""
+    """The sweeper's class when it is not the basic grid sweeper: its cells are chosen while it runs, so
+    only the base config is checked (`cells` then holds it when it is invalid, and nothing else)."""
 
     @property
     def invalid(self) -> tuple[PlannedCell, ...]:
@@ -99,9 +100,13 @@ def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
     started = time.perf_counter()
     sweep_dir = Path(str(master.hydra.sweep.dir))
     if not is_grid(master):
-        to_config(app_config(master))
+        try:
+            to_config(app_config(master))
+            checked: tuple[PlannedCell, ...] = ()
+        except ConfigError as exc:
+            checked = (PlannedCell((), error=str(exc)),)
         name = str(OmegaConf.select(master, "hydra.sweeper._target_")).rpartition(".")[2]
-        return Plan(sweep_dir, (), time.perf_counter() - started, sweeper=name)
+        return Plan(sweep_dir, checked, time.perf_counter() - started, sweeper=name)
     cells = []
     for overrides in job_overrides(hydra, master):
         cells.append(_plan_cell(hydra, master, tuple(overrides)))

@@ -142,8 +142,8 @@ class SweepCallback:
         if self.plan.invalid:
             for sentence in self.plan.errors():
                 print(f"error: {sentence}", file=sys.stderr)
-            print(f"nothing was launched: {len(self.plan.invalid)} of {len(self.plan.cells)} cells are invalid "
-                  "(spacing plan ARGS lists them).", file=sys.stderr)
+            what = "its base config is invalid" if self.plan.sweeper else f"{len(self.plan.invalid)} of {len(self.plan.cells)} cells are invalid"
+            print(f"nothing was launched: {what} (spacing plan ARGS lists the cells).", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR)
         assert self.launch is not None
         if self.plan.cells:
