@@ -133,7 +133,8 @@ def run_command(argv: list[str]) -> int:
 def _preflight(args: argparse.Namespace) -> None:
     """Raise UserError for what would otherwise end in a traceback inside Hydra."""
     with hydra_session(args) as session:
-        mode = RunMode.MULTIRUN if args.multirun else session.get_mode(args.config_name or CONFIG_NAME, args.overrides) or RunMode.RUN
+        configured = session.get_mode(args.config_name or CONFIG_NAME, args.overrides)  # hydra.mode, if a config sets it
+        mode = RunMode.MULTIRUN if args.multirun else configured or RunMode.RUN
         try:
             master = compose_master(session, args, mode)
         except COMPOSE_ERRORS as exc:
@@ -170,7 +171,7 @@ def probe_writable(path: Path, key: str) -> None:
         os.close(handle)
         os.unlink(name)
     except OSError as exc:
-        raise StorageError(storage_sentence(exc, f"{key}={shown(path)}", f"choose another {key}")) from None
+        raise StorageError(f"{storage_problem(exc, f'{key}={shown(path)}')}; choose another {key}.") from None
     finally:
         for folder in created:
             try:
@@ -179,18 +180,18 @@ def probe_writable(path: Path, key: str) -> None:
                 break
 
 
-def storage_sentence(exc: OSError, what: str, fix: str) -> str:
-    """One sentence for an OSError met while writing `what`."""
+def storage_problem(exc: OSError, what: str) -> str:
+    """What went wrong writing `what`, in words (the caller adds the fix)."""
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno == errno.EROFS:
-        return f"{what} is on a read-only file system{where}; {fix}."
+        return f"{what} is on a read-only file system{where}"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"{what} cannot be written: permission denied{where}; {fix}."
+        return f"{what} cannot be written: permission denied{where}"
     if exc.errno in DISK_FULL:
-        return f"the disk holding {what} is full{where}; free space, or {fix}."
+        return f"the disk holding {what} is full{where}"
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"{what} runs through a file, not a folder{where}; {fix}."
-    return f"{what} cannot be written ({exc.strerror}){where}; {fix}."
+        return f"{what} runs through a file, not a folder{where}"
+    return f"{what} cannot be written ({exc.strerror}){where}"
 
 
 def _hydra(argv: list[str]) -> int:
@@ -259,8 +260,8 @@ def _user_message(exc: BaseException, out_dir: Path) -> str | None:
     if isinstance(exc, UserError):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in (*DISK_FULL, errno.EROFS, errno.EACCES, errno.EPERM):
-        resume = f"run the same command again to resume from epoch {_epochs_done(out_dir)}"
-        return storage_sentence(exc, shown(out_dir), resume)
+        fix = "free space" if exc.errno in DISK_FULL else "make it writable"
+        return f"{storage_problem(exc, shown(out_dir))}; {fix} and run the same command again to resume from epoch {_epochs_done(out_dir)}."
     return None
 
 

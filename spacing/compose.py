@@ -140,7 +140,8 @@ def explain(exc: BaseException) -> str:
         if exc.options is not None:
             return f"unknown {group} '{choice}'; valid choices for {group}: {', '.join(sorted(exc.options))}."
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key and dataclasses.is_dataclass(cause.object_type):
+    unknown = isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key
+    if unknown and dataclasses.is_dataclass(cause.object_type):
         return _unknown_key(cause.full_key, cause.object_type, None)
     if isinstance(cause, ValidationError) and cause.full_key:
         return f"invalid value for '{cause.full_key}': {cause.msg.splitlines()[0]}."

@@ -56,7 +56,8 @@ def submit(args: argparse.Namespace) -> int:
         tasks = [str(job.job_id) for job in jobs]
         write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=tasks)
     job = tasks[0].split("_")[0]
-    what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"  # submitit submits one cell as a plain job
+    # submitit submits a single cell as a plain job, not an array
+    what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0
@@ -76,5 +77,7 @@ def submit_array(launcher: Any, job_overrides: Sequence[Sequence[str]]) -> list[
     common = set(OmegaConf.structured(BaseQueueConf).keys())
     executor.update_parameters(**{key if key in common else f"{kind}_{key}": value for key, value in params.items()})
     state = Singleton.get_state()
-    tasks = [(list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}", state) for index, overrides in enumerate(job_overrides)]
-    return list(executor.map_array(launcher, *zip(*tasks)))
+    tasks = [
+        (list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}", state) for index, overrides in enumerate(job_overrides)
+    ]
+    return list(executor.map_array(launcher, *zip(*tasks, strict=True)))

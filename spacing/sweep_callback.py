@@ -89,7 +89,9 @@ class LaunchSummary:
         counts += [f"{self.count(o)} {o}" for o in ("diverged", "unfinished") if self.count(o)]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
-            lines.append("not completed (re-launching the same command retries them; unfinished ones resume from their checkpoint):")
+            lines.append(
+                "not completed (re-launching the same command retries them; unfinished ones resume from their checkpoint):"
+            )
         for cell in self.not_completed:
             lines.append(f"  {cell.outcome}: {cell.dir}" + (f" ({cell.error})" if cell.error else ""))
         return lines
@@ -142,7 +144,8 @@ class SweepCallback:
         if self.plan.invalid:
             for sentence in self.plan.errors():
                 print(f"error: {sentence}", file=sys.stderr)
-            what = "its base config is invalid" if self.plan.sweeper else f"{len(self.plan.invalid)} of {len(self.plan.cells)} cells are invalid"
+            invalid = f"{len(self.plan.invalid)} of {len(self.plan.cells)} cells are invalid"
+            what = "its base config is invalid" if self.plan.sweeper else invalid
             print(f"nothing was launched: {what} (spacing plan ARGS lists the cells).", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR)
         assert self.launch is not None
@@ -218,7 +221,8 @@ def end_with_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
-        log.error("the launching process (pid %d) ended; stopping this cell, which resumes when the sweep is launched again", parent)
+        log.error("the launching process (pid %d) ended; stopping this cell, which resumes when the sweep is launched again",
+                  parent)
         logging.shutdown()
         os._exit(EXIT_INTERRUPTED)
 

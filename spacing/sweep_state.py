@@ -61,7 +61,9 @@ def _may_be_alive(marker: dict[str, Any] | None) -> bool:
     return True
 
 
-def write_launch(sweep_dir: Path, launch: str, cells: list[Path], command: list[str], slurm_jobs: list[str] | None = None) -> None:
+def write_launch(
+    sweep_dir: Path, launch: str, cells: list[Path], command: list[str], slurm_jobs: list[str] | None = None
+) -> None:
     """Record what launch `launch` submits: its cells (in launch order) and, when it submitted them to SLURM
     and returned, the job of each (``123_4``: task 4 of array 123; ``123``: a job of one task)."""
     record = {

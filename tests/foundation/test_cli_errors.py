@@ -73,7 +73,7 @@ def outcomes(base: Path) -> dict[str, tuple[subprocess.CompletedProcess[str], Pa
         return proc, out
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(CASES, pool.map(launch, CASES)))
+        return dict(zip(CASES, pool.map(launch, CASES), strict=True))
 
 
 def assert_one_sentence(proc: subprocess.CompletedProcess[str], expected: str, code: int = 2) -> str:
@@ -163,8 +163,8 @@ def patched_run(tmp_path: Path, raise_: str) -> subprocess.CompletedProcess[str]
 
 def test_a_full_disk_is_one_sentence_that_says_where_and_how_to_resume(tmp_path: Path) -> None:
     proc = patched_run(tmp_path, "OSError(errno.ENOSPC, 'No space left on device', 'run/checkpoint.pt')")
-    line = assert_one_sentence(proc, "the disk holding run is full (run/checkpoint.pt); free space, or run the same command")
-    assert line.endswith("to resume from epoch 0.")
+    assert_one_sentence(proc, "the disk holding run is full (run/checkpoint.pt); free space and run the same command again "
+                              "to resume from epoch 0.")
 
 
 def test_a_bug_keeps_its_traceback_and_hydra_full_error_is_left_to_the_user(tmp_path: Path) -> None:

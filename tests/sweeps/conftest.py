@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spacing.sweep_state import CELL_FILE
-from tests.conftest import CONF, ROOT
+from tests.conftest import ROOT
 
 TINY = ("dataset=synthetic", "model.width=8", "trainer.device=cpu")
 """Cells that train in well under a second per epoch on one CPU core."""
