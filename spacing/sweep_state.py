@@ -40,8 +40,10 @@ def cell_state(cell_dir: Path) -> str:
     record = read_result(cell_dir)
     marker = read_marker(cell_dir)
     started = marker is not None and marker.get("outcome") == "running"
-    if record is None:
-        return "running" if started and _may_be_alive(marker) else "new"
+    if record is None:  # nothing trained yet, or a job that failed before the runner wrote a record
+        if started and _may_be_alive(marker):
+            return "running"
+        return "failed" if marker is not None and marker.get("outcome") == "failed" else "new"
     status = record.get("status")
     if status in ("completed", "failed", "diverged"):
         return str(status)

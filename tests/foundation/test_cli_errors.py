@@ -85,6 +85,7 @@ def assert_one_sentence(proc: subprocess.CompletedProcess[str], expected: str, c
     return error_lines[0]
 
 
+@pytest.mark.slow  # the cases together take ~45 s on 2 busy cores (one process each)
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_fails_with_one_clear_sentence(name: str, outcomes: dict, base: Path) -> None:
     proc, out = outcomes[name]
@@ -95,12 +96,14 @@ def test_bad_input_fails_with_one_clear_sentence(name: str, outcomes: dict, base
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_unknown_option_lists_every_valid_choice(outcomes: dict) -> None:
     proc, _ = outcomes["unknown_option"]
     listed = proc.stderr.split("valid choices for dataset: ")[1].rstrip(".\n").split(", ")
     assert set(listed) == {p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml")}
 
 
+@pytest.mark.slow
 def test_value_errors_found_at_run_time_are_recorded_as_failed(outcomes: dict) -> None:
     _, out = outcomes["out_of_range"]
     record = json.loads((out / "result.json").read_text())
