@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else EXIT_USER_ERROR
+    if argv[0] in ("plan", "status"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `spacing plan ... | head` ends quietly, as Unix tools do
     return commands[argv[0]](argv[1:])
 
 
