@@ -248,7 +248,7 @@ class TrainerConfig:
     channels_last: str = "auto"
     """Memory format of models and inputs: auto (on for GPU, off for CPU), true, false."""
     compile: bool = False
-    """torch.compile every part of each model (stem, stages, head)."""
+    """torch.compile each model's entry points (forward, features, stage outputs, self-KD exits) as whole graphs."""
 
     def __post_init__(self) -> None:
         self.channels_last = str(self.channels_last).lower()

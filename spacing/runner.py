@@ -159,6 +159,7 @@ class Trainer:
                 seed=config.seed,
                 build_model=make_model,
                 build_optimizer=lambda params: build_optimizer(params, trainer),
+                prepare=self.speed.prepare,
                 autocast=self.speed.autocast,
                 grad_scaler=self.grad_scaler,
             ),

@@ -23,7 +23,17 @@ from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
-def max_dropout(x: Tensor, rate: float) -> Tensor:
+def standard_dropout(x: Tensor, rate: Tensor) -> Tensor:
+    """Zero each unit with probability `rate` and scale the rest by 1 / (1 - rate), as F.dropout does.
+
+    The rate is a tensor: a compiled model reads it as an input, where F.dropout's Python float
+    would be baked into the graph and recompile it at every new rate.
+    """
+    keep = torch.rand_like(x, dtype=torch.float32) >= rate
+    return x * keep / (1 - rate)
+
+
+def max_dropout(x: Tensor, rate: Tensor | float) -> Tensor:
     """Zero the units whose per-sample min-max normalised value exceeds 1 - rate."""
     flat = x.flatten(1)
     low = flat.min(dim=1, keepdim=True).values
@@ -51,6 +61,7 @@ class SpacedDropout(Method):
         self.model = ctx.build_model(None)
         self.optimizer = ctx.build_optimizer(self.model.parameters())
         self.rate = 0.0
+        self._rate = torch.zeros((), device=ctx.device)  # `rate` where the dropout hooks read it (see standard_dropout)
         self.forwards = 0
         self.train_steps = 0
         self.train_strength_sum = 0.0
@@ -62,15 +73,16 @@ class SpacedDropout(Method):
         """Move the dropout clock one forward call on; returns the schedule's multiplier for it."""
         multiplier = self.schedule.multiplier(self.forwards)
         self.rate = self.cfg.p * multiplier
+        self._rate.fill_(self.rate)
         self.forwards += 1
         return multiplier
 
     def _drop(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        if not (self.model.training or self.cfg.eval_dropout) or self.rate == 0:
+        if not (self.model.training or self.cfg.eval_dropout):
             return output
         if self.cfg.variant == "max":
-            return max_dropout(output, self.rate)
-        return F.dropout(output, self.rate, training=True)
+            return max_dropout(output, self._rate)
+        return standard_dropout(output, self._rate)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -83,7 +95,7 @@ class SpacedDropout(Method):
         images = batch.images
         if self.cfg.variant == "cutout":
             hole = round(self.cfg.cutout_size * multiplier)
-            images = cutout(images, hole, torch.Generator().manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM)))
+            images = cutout(images, hole, torch.Generator(images.device).manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM)))
             self.train_strength_sum += hole
         else:
             self.train_strength_sum += self.rate
