@@ -12,6 +12,7 @@ convolution algorithm is found once per shape.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +26,18 @@ COMPILE_BACKEND: Backend = "inductor"
 """The torch.compile backend of ``trainer.compile=true``; the GPU check and the tests swap in others."""
 
 Module = TypeVar("Module", bound=torch.nn.Module)
+
+
+@contextlib.contextmanager
+def compiling_with(backend: Backend) -> Iterator[None]:
+    """Within the block, ``trainer.compile=true`` compiles with `backend` (as benchmarks and checks choose)."""
+    global COMPILE_BACKEND
+    previous, COMPILE_BACKEND = COMPILE_BACKEND, backend
+    try:
+        yield
+    finally:
+        COMPILE_BACKEND = previous
+
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
