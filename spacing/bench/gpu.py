@@ -32,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from spacing.config import (
     TrainerConfig,
     to_dict,
 )
-from spacing.device import resolve_device, visible_gpu_uuids
+from spacing.device import resolve_device
 from spacing.record import RunRecord, read_result
 from spacing import runner
 from spacing.runner import CHECKPOINT_FILE, Trainer
@@ -128,7 +129,7 @@ NOISE = 0.3
 
 
 def config_for(case: Case, sizes: Sizes, device: torch.device, epochs: int | None = None, **trainer: Any) -> Config:
-    """A run of `case` at `sizes` on `device` (synthetic 3 x 32 x 32 data, `NUM_CLASSES` classes)."""
+    """A run of `case` at `sizes` on `device` (synthetic 3-channel images, `NUM_CLASSES` classes)."""
     dataset = SyntheticDatasetConfig(
         name="synthetic",
         num_classes=NUM_CLASSES,
@@ -161,6 +162,15 @@ class Verdicts:
     def judge(self, ok: bool, check: str, detail: str) -> None:
         self.say("PASS" if ok else "FAIL", check, detail)
 
+    @contextmanager
+    def guard(self, check: str) -> Iterator[None]:
+        """Within the block, an exception is the check's FAIL line (the next checks still run)."""
+        try:
+            yield
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.judge(False, check, f"{type(exc).__name__}: {message}")
+
 
 def trained(config: Config, out_dir: Path) -> dict[str, Any]:
     """The run record of `config` trained into `out_dir`."""
@@ -169,34 +179,38 @@ def trained(config: Config, out_dir: Path) -> dict[str, Any]:
 
 def check_parity(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) -> None:
     for case in CASES:
-        accuracy = {}
-        for precision in ("fp32", "bf16"):
-            record = trained(config_for(case, sizes, device, precision=precision), tmp / f"parity-{case.label}-{precision}")
-            accuracy[precision] = record["metrics"][case.target]["test_acc"]
-        gap = abs(accuracy["bf16"] - accuracy["fp32"])
-        learned = accuracy["fp32"] > 2 / NUM_CLASSES
-        detail = f"{case.target} {accuracy['bf16']:.2f} vs {accuracy['fp32']:.2f} (fp32)"
-        if not learned:
-            detail += f"; fp32 did not learn (chance is {1 / NUM_CLASSES:.2f})"
-        say.judge(learned and gap <= sizes.tolerance, f"bf16 parity {case.label}", f"{detail}, tolerance {sizes.tolerance:.2f}")
+        check = f"bf16 parity {case.label}"
+        with say.guard(check):
+            accuracy = {}
+            for precision in ("fp32", "bf16"):
+                record = trained(config_for(case, sizes, device, precision=precision), tmp / f"parity-{case.label}-{precision}")
+                accuracy[precision] = record["metrics"][case.target]["test_acc"]
+            gap = abs(accuracy["bf16"] - accuracy["fp32"])
+            learned = accuracy["fp32"] > 2 / NUM_CLASSES
+            detail = f"{case.target} {accuracy['bf16']:.2f} vs {accuracy['fp32']:.2f} (fp32)"
+            if not learned:
+                detail += f"; fp32 did not learn (chance is {1 / NUM_CLASSES:.2f})"
+            say.judge(learned and gap <= sizes.tolerance, check, f"{detail}, tolerance {sizes.tolerance:.2f}")
 
 
 def check_syncs(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) -> None:
     what = "syncs" if device.type == "cuda" else "host reads (each a sync on a GPU)"
     for case in CASES:
-        config = config_for(case, sizes, device, epochs=2, log_every=sizes.log_every)
-        out_dir = tmp / f"syncs-{case.label}"
-        trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
-        trainer.train_epoch(0)  # warm-up: cuDNN autotuning syncs
-        per_step = syncs_per_step(trainer, 1)
-        steps = len(per_step)
-        allowed = {s for s in range(steps) if (s + 1) % sizes.log_every == 0} | {steps - 1}
-        points = [s for s, count in enumerate(per_step) if count]
-        outside = [s for s in points if s not in allowed]
-        detail = f"{len(points)} sync points in {steps} steps, {sum(per_step)} {what}; log_every {sizes.log_every}"
-        if outside:
-            detail += f"; outside log steps at steps {outside[:10]} ({[per_step[s] for s in outside[:10]]})"
-        say.judge(not outside, f"host syncs {case.label}", detail)
+        check = f"host syncs {case.label}"
+        with say.guard(check):
+            config = config_for(case, sizes, device, epochs=2, log_every=sizes.log_every)
+            out_dir = tmp / f"syncs-{case.label}"
+            trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
+            trainer.train_epoch(0)  # warm-up: cuDNN autotuning syncs
+            per_step = syncs_per_step(trainer, 1)
+            steps = len(per_step)
+            allowed = {s for s in range(steps) if (s + 1) % sizes.log_every == 0} | {steps - 1}
+            points = [s for s, count in enumerate(per_step) if count]
+            outside = [s for s in points if s not in allowed]
+            detail = f"{len(points)} sync points in {steps} steps, {sum(per_step)} {what}; log_every {sizes.log_every}"
+            if outside:
+                detail += f"; outside log steps at steps {outside[:10]} ({[per_step[s] for s in outside[:10]]})"
+            say.judge(not outside, check, detail)
 
 
 class CountingBackend:
@@ -220,20 +234,18 @@ class CountingBackend:
 
 def check_compile(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts, backend: str) -> None:
     for case in CASES:
+        check = f"compile coverage {case.label}"
         torch._dynamo.reset()
         counters.clear()
         counting = CountingBackend(backend)
         config = config_for(case, sizes, device, epochs=2, compile=True)
         config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, train_size=sizes.coverage_train_size))
-        try:
+        with say.guard(check):  # a graph break (fullgraph) or a recompile-limit hit raises
             with compiling_with(counting), torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
                 record = trained(config, tmp / f"compile-{case.label}")
-        except Exception as exc:  # a graph break (fullgraph) or a recompile-limit hit
-            say.judge(False, f"compile coverage {case.label}", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            continue
-        breaks = sum(counters["graph_break"].values())
-        detail = f"{counting.graphs} graphs run {counting.calls} times, {breaks} graph breaks, 0 recompile-limit hits ({backend} backend)"
-        say.judge(record["status"] == "completed" and breaks == 0 and counting.graphs > 0, f"compile coverage {case.label}", detail)
+            breaks = sum(counters["graph_break"].values())
+            detail = f"{counting.graphs} graphs run {counting.calls} times, {breaks} graph breaks, 0 recompile-limit hits ({backend} backend)"
+            say.judge(record["status"] == "completed" and breaks == 0 and counting.graphs > 0, check, detail)
     torch._dynamo.reset()
 
 
@@ -292,20 +304,19 @@ def resume_in_new_process(out_dir: Path, quick: bool, visible: str | None) -> su
 
 def check_resume(sizes: Sizes, device: torch.device, quick: bool, tmp: Path, say: Verdicts) -> None:
     target = RESUME_CASE.target
-    if device.type == "cuda":
-        gpus = visible_gpu_uuids()
-        writer = torch.device("cuda", len(gpus) - 1)
-        visible = gpus[0]
-    else:
-        writer, visible = device, None
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    writer = torch.device("cuda", gpus - 1) if gpus else device
+    visible = None  # the resumed process sees the first of this process's GPUs only
+    if gpus:
+        visible = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
     reference = trained(resume_config(sizes, writer), tmp / "resume-reference")["metrics"][target]["test_acc"]
     out_dir = tmp / "resume"
     train_first_epoch(resume_config(sizes, writer), out_dir)
     checkpoint = torch.load(out_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     how = f"checkpoint written on {writer}"
-    if device.type == "cuda" and len(gpus) > 1:
-        how += f" with {len(gpus)} GPUs visible, resumed with 1"
-    elif device.type == "cuda":
+    if gpus > 1:
+        how += f" with {gpus} GPUs visible, resumed with 1"
+    elif gpus:
         checkpoint["rng"]["cuda"] = [checkpoint["rng"]["cuda"], checkpoint["rng"]["cuda"].clone()]
         torch.save(checkpoint, out_dir / CHECKPOINT_FILE)
         how += " (1 GPU here: rewritten with 2 CUDA RNG states, the old format), resumed with 1 visible"
@@ -357,7 +368,8 @@ def run_checks(args: argparse.Namespace) -> Verdicts:
             elif check == "speed":
                 check_speed(sizes, device, say)
             elif check == "resume":
-                check_resume(sizes, device, quick, Path(tmp), say)
+                with say.guard("resume"):
+                    check_resume(sizes, device, quick, Path(tmp), say)
     counts = say.counts
     print(f"gpu check: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['INFO']} info, in {time.perf_counter() - started:.0f} s")
     return say

@@ -3,7 +3,8 @@
 On CUDA, ``torch.cuda.set_sync_debug_mode("warn")`` reports every synchronising call (a value
 read on the host, a blocking copy); without a GPU, a torch-function mode records every call
 that reads a tensor's value on the host (``item``, ``bool``, ``float``, ``tolist``,
-``nonzero``, boolean-mask indexing, ...), which is a sync wherever the tensor lives on a GPU.
+``nonzero``, boolean-mask indexing, ...) and every ``torch.tensor(data, device=...)``, which
+sync wherever the tensors live on a GPU.
 :func:`syncs_per_step` runs one training epoch of a :class:`~spacing.runner.Trainer` under
 either and attributes each event to the step it happened in (from the start of one
 ``train_step`` to the start of the next; the epoch's end counts with its last step).
@@ -32,8 +33,13 @@ def _reads_by_mask(name: str, args: tuple[Any, ...]) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
 
 
+def _copies_host_data(name: str, kwargs: dict[str, Any]) -> bool:
+    """``torch.tensor(data, device=...)``: host data copied to the device (a blocking copy to a GPU)."""
+    return name in ("tensor", "as_tensor") and kwargs.get("device") is not None
+
+
 class HostReads(TorchFunctionMode):
-    """Appends the name of every host read (see :data:`HOST_READS`) to `events`."""
+    """Appends the name of every host read (see :data:`HOST_READS`) and host-data copy to the device to `events`."""
 
     def __init__(self, events: list[str]) -> None:
         super().__init__()
@@ -41,7 +47,7 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         name = getattr(func, "__name__", "")
-        if name in HOST_READS or _reads_by_mask(name, args):
+        if name in HOST_READS or _reads_by_mask(name, args) or _copies_host_data(name, kwargs or {}):
             self.events.append(name)
         return func(*args, **(kwargs or {}))
 

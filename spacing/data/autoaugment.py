@@ -49,8 +49,10 @@ def affine(images: Tensor, angle: Tensor, translate: Tensor, shear: Tensor, cent
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=images.device)
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=images.device)
     base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=images.device)], -1)
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=images.device)
-    grid = torch.matmul(base.view(1, h * w, 3), theta.transpose(1, 2) / scale).view(n, h, w, 2)
+    rescaled = theta.transpose(1, 2).clone()  # to grid_sample's [-1, 1] coordinates
+    rescaled[..., 0] /= 0.5 * w
+    rescaled[..., 1] /= 0.5 * h
+    grid = torch.matmul(base.view(1, h * w, 3), rescaled).view(n, h, w, 2)
     sampled = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return sampled.round_().to(images.dtype)
 
@@ -90,7 +92,8 @@ def contrast(images: Tensor, factor: Tensor) -> Tensor:
 def sharpness(images: Tensor, factor: Tensor) -> Tensor:
     """Blend with a 3x3 smoothing (5 in the middle, 1 around) everywhere but the one-pixel border."""
     c = images.shape[1]
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=images.device) / 13.0
+    kernel = torch.full((3, 3), 1.0 / 13.0, device=images.device)  # made on the device: no copy from the host
+    kernel[1, 1] = 5.0 / 13.0
     out = images.float()
     blurred = F.conv2d(out, kernel.expand(c, 1, 3, 3), groups=c).round_()
     inner = out[..., 1:-1, 1:-1]
@@ -169,9 +172,9 @@ def geometric_operation(images: Tensor, doing: dict[str, Tensor], magnitude: Ten
     shear = torch.stack([only("ShearX", shear_degrees), only("ShearY", shear_degrees)], 1)
     translate = torch.stack([only("TranslateX", magnitude.trunc()), only("TranslateY", magnitude.trunc())], 1)
     angle = only("Rotate", -torch.remainder(magnitude, 360.0))  # rotate(a) is the affine of -(a mod 360)
-    corner = torch.tensor([-w * 0.5, -h * 0.5], dtype=magnitude.dtype, device=images.device)
-    about_corner = (doing.get("ShearX", nobody) | doing.get("ShearY", nobody))[:, None]
-    return affine(images, angle, translate, shear, torch.where(about_corner, corner, 0.0))
+    about_corner = doing.get("ShearX", nobody) | doing.get("ShearY", nobody)
+    centre = torch.stack([torch.where(about_corner, -w * 0.5, zero), torch.where(about_corner, -h * 0.5, zero)], 1)
+    return affine(images, angle, translate, shear, centre)
 
 
 @dataclass(frozen=True)

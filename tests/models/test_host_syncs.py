@@ -68,4 +68,5 @@ def test_host_reads_records_what_would_sync_and_nothing_else() -> None:
         assert recorder.count == 0
         _ = x[x > 0]  # boolean-mask indexing: its size is data
         _ = float(y), bool(y > 0), x.tolist(), x.nonzero()
-    assert recorder.reads == ["__getitem__", "__float__", "__bool__", "tolist", "nonzero"]
+        _ = torch.tensor([1.0, 5.0]), torch.tensor([1.0, 5.0], device=x.device)  # only the second copies host data to the device
+    assert recorder.reads == ["__getitem__", "__float__", "__bool__", "tolist", "nonzero", "tensor"]
