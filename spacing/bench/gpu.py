@@ -100,10 +100,11 @@ class Sizes:
     test_size: int
     epochs: int
     batch_size: int
-    coverage_train_size: int
-    """Train size of the compile-coverage runs: small, and leaving a short last batch."""
+    short_train_size: int
+    """Train size of the host-sync and compile-coverage runs: small, and leaving a short last batch."""
     tolerance: float
-    """Largest bf16 - fp32 gap in test accuracy that passes."""
+    """Largest bf16 - fp32 gap in test accuracy that passes (generous for the toy runs of the quick
+    mode, which keep the check working; the parity evidence on CPU is tests/methods/test_precision_parity.py)."""
     log_every: int
     """trainer.log_every of the host-sync check: where syncs are allowed."""
     speed_model: str
@@ -115,12 +116,12 @@ class Sizes:
 
 FULL = Sizes(
     model="resnet18", width=None, image_size=32, crop_padding=4, cutout=16, train_size=6000, test_size=2000, epochs=4, batch_size=128,
-    coverage_train_size=2000, tolerance=0.04, log_every=10,
+    short_train_size=2000, tolerance=0.04, log_every=5,
     speed_model="resnet18", speed_width=None, speed_steps=100, speed_batch=128, speed_backend="inductor",
 )  # fmt: skip
 QUICK = Sizes(
     model="small_cnn", width=8, image_size=16, crop_padding=2, cutout=8, train_size=800, test_size=400, epochs=4, batch_size=50,
-    coverage_train_size=300, tolerance=0.08, log_every=4,
+    short_train_size=300, tolerance=0.15, log_every=4,
     speed_model="small_cnn", speed_width=4, speed_steps=3, speed_batch=16, speed_backend="eager",
 )  # fmt: skip
 NUM_CLASSES = 10
@@ -199,6 +200,7 @@ def check_syncs(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) ->
         check = f"host syncs {case.label}"
         with say.guard(check):
             config = config_for(case, sizes, device, epochs=2, log_every=sizes.log_every)
+            config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, train_size=sizes.short_train_size))
             out_dir = tmp / f"syncs-{case.label}"
             trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
             trainer.train_epoch(0)  # warm-up: cuDNN autotuning syncs
@@ -239,7 +241,7 @@ def check_compile(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts, 
         counters.clear()
         counting = CountingBackend(backend)
         config = config_for(case, sizes, device, epochs=2, compile=True)
-        config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, train_size=sizes.coverage_train_size))
+        config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, train_size=sizes.short_train_size))
         with say.guard(check):  # a graph break (fullgraph) or a recompile-limit hit raises
             with compiling_with(counting), torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
                 record = trained(config, tmp / f"compile-{case.label}")
