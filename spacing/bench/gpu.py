@@ -295,12 +295,13 @@ def train_first_epoch(config: Config, out_dir: Path) -> None:
         return
 
 
-def resume_in_new_process(out_dir: Path, quick: bool, visible: str | None) -> subprocess.CompletedProcess[str]:
-    """``python -m spacing.bench gpu --resume-dir OUT_DIR`` with CUDA_VISIBLE_DEVICES=`visible` (None: unchanged)."""
+def resume_in_new_process(out_dir: Path, quick: bool, device: str, visible: str | None) -> subprocess.CompletedProcess[str]:
+    """``python -m spacing.bench gpu --resume-dir OUT_DIR --device DEVICE`` with CUDA_VISIBLE_DEVICES=`visible` (None: unchanged)."""
     env = dict(os.environ)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
-    command = [sys.executable, "-m", "spacing.bench", "gpu", "--resume-dir", str(out_dir), *(["--quick"] if quick else [])]
+    command = [sys.executable, "-m", "spacing.bench", "gpu", "--resume-dir", str(out_dir), "--device", device]
+    command += ["--quick"] if quick else []
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -324,7 +325,7 @@ def check_resume(sizes: Sizes, device: torch.device, quick: bool, tmp: Path, say
         how += " (1 GPU here: rewritten with 2 CUDA RNG states, the old format), resumed with 1 visible"
     else:
         how += ", resumed in a new process (no GPU: the GPU count is simulated by tests/models/test_gpu_resume.py)"
-    child = resume_in_new_process(out_dir, quick, visible)
+    child = resume_in_new_process(out_dir, quick, device.type, visible)
     record = read_result(out_dir) or {}
     if child.returncode != 0 or record.get("status") != "completed":
         tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
@@ -368,7 +369,8 @@ def run_checks(args: argparse.Namespace) -> Verdicts:
             elif check == "compile":
                 check_compile(sizes, device, Path(tmp), say, args.compile_backend)
             elif check == "speed":
-                check_speed(sizes, device, say)
+                with say.guard("speed"):
+                    check_speed(sizes, device, say)
             elif check == "resume":
                 with say.guard("resume"):
                     check_resume(sizes, device, quick, Path(tmp), say)
