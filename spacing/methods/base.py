@@ -61,6 +61,8 @@ class MethodContext:
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    prepare: Callable[[nn.Module], nn.Module]
+    """Put a module a method adds (self KD's exits) on the device, in the run's memory format, compiled if asked."""
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     """The run's mixed-precision region (a no-op in fp32); :meth:`Method.autocast` hands it out."""
     grad_scaler: torch.amp.GradScaler | None = None

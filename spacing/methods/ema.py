@@ -2,7 +2,8 @@
 
 A shadow copy follows the model, ``theta_ema <- decay * theta_ema + (1 - decay) * theta``, but
 only at the schedule's refresh steps: every step when massed, every S steps when spaced, after
-random gaps when random. The update is one fused lerp over all parameters.
+random gaps when random. The update is one fused lerp over all parameters (and averaged
+buffers) and one fused copy of the copied buffers.
 
 BatchNorm running statistics of the shadow (``method.buffers``): ``average`` them like the
 weights (default, as timm does), ``copy`` the model's, ``recompute`` them from train batches
@@ -26,18 +27,27 @@ from spacing.methods.baseline import Baseline
 
 @torch.no_grad()
 def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
-    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does).
+
+    Each forward runs at momentum 1 (the running stats become that batch's) and the averages
+    are summed here, rather than with PyTorch's cumulative momentum=None, which reads a
+    counter on the host in every layer (a GPU sync, and a graph break in a compiled model).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not batches:
         return
     momenta = [m.momentum for m in norms]
+    stats = [s for m in norms for s in (m.running_mean, m.running_var)]
+    sums = [torch.zeros_like(s) for s in stats]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None
+        m.momentum = 1.0
     was_training = model.training
     model.train()
     for images in batches:
         model(images)
+        torch._foreach_add_(sums, stats)
+    torch._foreach_copy_(stats, torch._foreach_div(sums, float(len(batches))))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
@@ -70,13 +80,17 @@ class SpacedEMA(Baseline):
     def update(self, step: int) -> None:
         """Move the shadow towards the model by (1 - decay)."""
         weight = 1.0 - self.cfg.decay
-        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), weight)
+        averaged = list(zip(self.ema.parameters(), self.model.parameters()))
+        copied = []
         if self.cfg.buffers in ("average", "copy"):
             for shadow, live in zip(self.ema.buffers(), self.model.buffers()):
                 if self.cfg.buffers == "average" and shadow.is_floating_point():
-                    shadow.lerp_(live, weight)
+                    averaged.append((shadow, live))
                 else:
-                    shadow.copy_(live)
+                    copied.append((shadow, live))
+        torch._foreach_lerp_([shadow for shadow, _ in averaged], [live for _, live in averaged], weight)
+        if copied:
+            torch._foreach_copy_([shadow for shadow, _ in copied], [live for _, live in copied])
         self.updates += 1
         self.first_update = step if self.first_update is None else self.first_update
         self.last_update = step
