@@ -20,18 +20,19 @@ from typing import Any
 from analysis.records import RESULT_FILE
 
 METHODS = {
-    "dropout": ("p", (0.1, 0.2, 0.3, 0.4, 0.5), ("model",)),
-    "ema": ("decay", (0.99, 0.995, 0.998, 0.999, 0.9995), ("model", "ema")),
-    "online_kd": ("alpha", (0.1, 0.2, 0.3, 0.4, 0.5), ("student", "teacher")),
-    "self_kd": ("alpha", (0.1, 0.2, 0.3, 0.4, 0.5), ("exit1", "exit2", "exit3", "exit4", "ensemble")),
+    "dropout": ("p", (0.1, 0.2, 0.3, 0.4, 0.5), ("model",), "model"),
+    "ema": ("decay", (0.99, 0.995, 0.998, 0.999, 0.9995), ("model", "ema"), "ema"),
+    "online_kd": ("alpha", (0.1, 0.2, 0.3, 0.4, 0.5), ("student", "teacher"), "student"),
+    "self_kd": ("alpha", (0.1, 0.2, 0.3, 0.4, 0.5), ("exit1", "exit2", "exit3", "exit4", "ensemble"), "ensemble"),
 }
+"""Per method of the synthetic records: strength name, strengths, targets and main target."""
 INTERVALS = (0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0, float("inf"))
 BUDGET_S = 10.0
 
 
 def synthetic_record(method: str, interval: float, strength: float, seed: int, rng: random.Random) -> dict[str, Any]:
     """A result.json as training writes it, including a resolved config of realistic size."""
-    strength_name, _, targets = METHODS[method]
+    strength_name, _, targets, main_target = METHODS[method]
     metrics = {}
     for target in targets:
         acc = 0.7 + 0.05 * rng.random()
@@ -45,7 +46,7 @@ def synthetic_record(method: str, interval: float, strength: float, seed: int, r
                           "precision": "bf16", "checkpoint_every": 1, "lr_milestones": [60, 120, 160]},
               "seed": seed, "notes": "x" * 1500}
     return {"status": "completed", "method": method, "interval": interval, "schedule": "periodic",
-            "strength_name": strength_name, "strength": strength, "seed": seed, "dataset": "cifar100",
+            "strength_name": strength_name, "strength": strength, "main_target": main_target, "seed": seed, "dataset": "cifar100",
             "model": "resnet18", "epochs": 80, "epochs_completed": 80, "steps": 31280, "wall_time_s": 1800.0,
             "images_per_s": 2200.0, "metrics": metrics, "counters": {"updates": 31280}, "config": config,
             "versions": {"python": "3.11", "torch": "2.4"}, "git_commit": "0" * 40, "error": None}
@@ -53,7 +54,7 @@ def synthetic_record(method: str, interval: float, strength: float, seed: int, r
 
 def write_records(root: Path, count: int) -> None:
     """``count`` records in ``root``/<i>/result.json, cycling the method x strength x interval grid."""
-    cells = [(m, i, s) for m, (_, strengths, _) in METHODS.items() for s in strengths for i in INTERVALS]
+    cells = [(m, i, s) for m, (_, strengths, _, _) in METHODS.items() for s in strengths for i in INTERVALS]
     rng = random.Random(0)
     for index in range(count):
         method, interval, strength = cells[index % len(cells)]

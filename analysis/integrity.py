@@ -11,8 +11,8 @@ A sweep directory can hold records that must not enter a mean as they are:
   one run, so one is kept (completed before unfinished, then more epochs, then the later finish,
   then the first path) and the other is listed as a ``duplicate`` naming the kept one and why;
 - a record with an impossible value (an accuracy outside 0..1 or not a number, ``completed`` with
-  fewer epochs than configured, no metrics for its main target) is listed as ``impossible`` with
-  the reason.
+  fewer epochs than configured, no metrics for its main target or no main target named: a record
+  written before result.json named it) is listed as ``impossible`` with the reason.
 
 Listed records stay in the tidy table (with ``problem`` and ``problem_detail`` set) and in the cost,
 and are left out of every mean, gain and figure.
@@ -25,7 +25,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from analysis.tidy import CELL, main_target
+from analysis.tidy import CELL
 
 ACCURACY_KEYS = ("test_acc", "best_test_acc", "val_acc", "best_val_acc", "test_acc_at_best_val")
 STATUS_ORDER = ("completed", "running", "diverged", "failed")
@@ -34,9 +34,8 @@ _UNSET = object()
 
 
 def vet(records: list[dict[str, Any]]) -> None:
-    """Set ``series``, ``main_target``, ``problem`` and ``problem_detail`` on every record, in place."""
+    """Set ``series``, ``problem`` and ``problem_detail`` on every record, in place."""
     for record in records:
-        record["main_target"] = _main_target(record)
         record["problem"] = record["problem_detail"] = None
     label_series(records)
     for record in records:
@@ -44,12 +43,6 @@ def vet(records: list[dict[str, Any]]) -> None:
         if reason is not None:
             record["problem"], record["problem_detail"] = IMPOSSIBLE, reason
     mark_duplicates(records)
-
-
-def _main_target(record: dict[str, Any]) -> str:
-    """The record's own ``main_target`` when it names one, else the method's from analysis' table."""
-    named = record.get("main_target")
-    return named if isinstance(named, str) and named else main_target(record["method"], record.get("metrics") or {})
 
 
 def _cell_keys(record: dict[str, Any]) -> set[str]:
@@ -111,6 +104,8 @@ def impossible(record: dict[str, Any]) -> str | None:
     configured, done = _configured_epochs(record), record.get("epochs_completed")
     if configured is not None and (not isinstance(done, int) or done < configured):
         return f"completed with {done} of {configured} configured epochs"
+    if not record.get("main_target"):
+        return "completed without a main_target (written before result.json named it); run it again"
     if record["main_target"] not in metrics:
         return f"completed without metrics for its main target '{record['main_target']}'"
     return None

@@ -146,6 +146,8 @@ def _read(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
                                            "'interval' and 'strength' (the spaced cell it controls)"))
         return None
     data["schedule"] = data.get("schedule") or "periodic"
+    main = data.get("main_target")
+    data["main_target"] = main if isinstance(main, str) and main else None
     data["device_kind"], data["device_count"] = _device(data.get("device"))
     threads = data.get("threads")
     data["threads"] = threads if isinstance(threads, int) and not isinstance(threads, bool) else None

@@ -1,15 +1,14 @@
 """The tidy table (one row per run and evaluation target) and its aggregation over seeds.
 
 Every figure and table is a function of these frames, so the rules that decide what a number
-means live here, once: which result.json key a ``--metric`` reads, which target is a method's
-"main" one, what identifies a cell, and that only completed runs with a value and no listed
-problem (analysis.integrity) are averaged.
+means live here, once: which result.json key a ``--metric`` reads, what identifies a cell, and
+that only completed runs with a value and no listed problem (analysis.integrity) are averaged.
+Which target is a run's "main" one its record says (``main_target``, declared by its method).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -18,18 +17,6 @@ from analysis.cost import run_hours
 from analysis.labels import METRICS
 
 COMPLETED = "completed"
-
-#: The target each paper reports for a method, for records that do not name their ``main_target``
-#: (records written before that field existed); ``--target`` overrides it wherever a run has one.
-MAIN_TARGET: dict[str, str] = {
-    "baseline": "model",
-    "dropout": "model",
-    "ema": "ema",
-    "online_kd": "student",
-    "self_kd": "ensemble",
-}
-#: For method names added by presets: the first of these targets a run has is its main one.
-TARGET_PREFERENCE = ("ensemble", "student", "ema", "model")
 
 #: What identifies a point of a sweep; seeds of the same cell are averaged. ``series`` names the
 #: config keys in which runs of one method differ beyond the grid (see analysis.integrity); the
@@ -49,26 +36,20 @@ RUN_KEYS = (
 TIDY_COLUMNS = (*RUN_KEYS, "hours", "target", "main", *METRIC_KEYS)
 
 
-def main_target(method: str, targets: Iterable[str]) -> str:
-    """The target reported for ``method`` given the targets a run evaluated."""
-    targets = list(targets)
-    if method in MAIN_TARGET:
-        return MAIN_TARGET[method]
-    return next((t for t in TARGET_PREFERENCE if t in targets), min(targets, default="model"))
-
-
 def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (run, target), metrics under their result.json names (fractions 0..1).
 
-    ``records`` have been through ``analysis.integrity.vet`` (series, main target, problem). A run
-    without metrics for its main target (it evaluated nothing yet, or its record is broken) still
-    gets a row for it with empty metrics, so the completeness report can list it. ``hours``: the run's device-hours.
+    ``records`` have been through ``analysis.integrity.vet`` (series, problem). A run without
+    metrics for its main target (it evaluated nothing yet, or its record is broken) still gets a row
+    for it with empty metrics, so the completeness report can list it; so does a run whose record
+    names no main target (it failed before its method was built, or an older spacing wrote it), as
+    target None. ``hours``: the run's device-hours.
     """
     rows: list[tuple[Any, ...]] = []
     for record in records:
         run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count")))
         metrics = record.get("metrics") or {}
-        main = record.get("main_target") or main_target(record["method"], metrics)
+        main = record.get("main_target")
         for target in [*metrics, *([] if main in metrics else [main])]:
             values = metrics.get(target)
             values = values if isinstance(values, dict) else {}

@@ -61,8 +61,6 @@ COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, yaml.YAMLError)
 """What composing a config raises for bad input."""
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 SLURM_SUBMIT = "sbatch"
-MAIN_TARGETS = ("ensemble", "student", "ema", "model")
-"""A record's main target when it does not name one: the first of these it evaluates."""
 USAGE = """\
 usage: spacing run [OVERRIDES ...]        one run, or a multirun with -m (same as python run.py)
        spacing plan [OVERRIDES ...]       every cell of a grid, checked, with its dir and state
@@ -291,7 +289,7 @@ def _grid(settings: DictConfig) -> bool:
 def objective(record: dict[str, Any], metric: str, target: str | None) -> float | None:
     """`metric` of `target` (default: the record's main target) in a run record, or None when it has none."""
     metrics = record.get("metrics") or {}
-    target = target or record.get("main_target") or next((t for t in MAIN_TARGETS if t in metrics), None)
+    target = target or record.get("main_target")
     value = (metrics.get(target) or {}).get(metric)
     return float(value) if value is not None else None
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 import spacing.config as schema
-from spacing.config import SCHEMAS, Config, to_dict
+from spacing.config import SCHEMAS, Config, method_schemas, to_dict
 from spacing.neutral import cell_dir_name
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -49,12 +49,15 @@ PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 
 
 def register_configs() -> None:
-    """Put the dataclass schemas where the YAML options in conf/ extend them."""
+    """Put the dataclass schemas where the YAML options in conf/ extend them, and every method's config
+    where ``method=<name>`` finds it (a method needs no YAML file of its own)."""
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
             store.store(group=f"schema/{group}", name=name, node=node)
+    for name, node in method_schemas().items():
+        store.store(group="method", name=name, node=node)
 
 
 def _cell_dir(*, _root_: DictConfig) -> str:

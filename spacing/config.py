@@ -1,7 +1,9 @@
 """Typed config schema: the single definition of every knob a run has.
 
-The dataclasses below are registered in Hydra's ConfigStore by ``run.py``; each YAML option in
-``conf/`` extends one of them, so an unknown key or a wrong type is rejected while composing.
+The dataclasses below are registered in Hydra's ConfigStore (:func:`spacing.compose.register_configs`);
+each YAML option in ``conf/`` extends one of them, and every method's config is an option of the
+``method`` group by itself, so an unknown key or a wrong type is rejected while composing.
+Nothing here imports torch: composing a config, ``--help`` and ``spacing plan`` never need it.
 Ranges and cross-field rules live in ``__post_init__`` and are checked when the composed
 config is turned into these objects (:func:`to_config`), before any training starts.
 """
@@ -167,6 +169,9 @@ class MethodConfig:
 
     `interval` is in epochs (0 = massed: every step; inf = offline, online KD only); `schedule` is
     `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
+
+    A method's own config subclasses this and gives `name` its method's name as default: that
+    makes it the method's schema and its option ``method=<name>`` (see :func:`method_schemas`).
     """
 
     name: str = MISSING
@@ -188,9 +193,18 @@ class MethodConfig:
 
 
 @dataclass
-class DropoutConfig(MethodConfig):
-    """Spaced dropout after every stage: the rate follows the schedule (strength `p`)."""
+class BaselineConfig(MethodConfig):
+    """Plain cross-entropy training of one model: the reference for every spaced method."""
 
+    name: str = "baseline"
+
+
+@dataclass
+class DropoutConfig(MethodConfig):
+    """Spaced dropout after every stage (neuronal level): the rate follows the schedule (strength `p`);
+    interval 0 is standard dropout."""
+
+    name: str = "dropout"
     p: float = 0.5
     variant: str = "standard"
     """standard (zero random units, rescale), max (zero the most active units), cutout (input-level holes)."""
@@ -216,8 +230,10 @@ class DropoutConfig(MethodConfig):
 
 @dataclass
 class EmaConfig(MethodConfig):
-    """Spaced EMA: a shadow copy averaged towards the model at every refresh (strength `decay`)."""
+    """Spaced EMA (synaptic level): a shadow copy averaged towards the model at every refresh
+    (strength `decay`); interval 0 is ordinary EMA."""
 
+    name: str = "ema"
     decay: float = 0.999
     buffers: str = "average"
     """BatchNorm running stats of the shadow: average (like the weights), copy (from the model),
@@ -275,9 +291,11 @@ class OnlineKDConfig(DistillConfig):
     """Online KD: a teacher and a student trained on one stream; the student replays it S steps late.
 
     interval=inf is offline KD: the teacher trains all its epochs first, then the student trains
-    as many against the frozen teacher (a run of 2 x trainer.epochs epochs).
+    as many against the frozen teacher (a run of 2 x trainer.epochs epochs); interval 0 is
+    ordinary online KD.
     """
 
+    name: str = "online_kd"
     teacher: str | None = None
     """Teacher architecture (a model name); null: the run's model."""
     student: str | None = None
@@ -298,8 +316,10 @@ class OnlineKDConfig(DistillConfig):
 
 @dataclass
 class SelfKDConfig(DistillConfig):
-    """Self KD (Be Your Own Teacher): the deepest exit teaches an exit on every shallower stage."""
+    """Self KD (Be Your Own Teacher, network level): the deepest exit teaches an exit on every
+    shallower stage; interval 0 is ordinary self distillation."""
 
+    name: str = "self_kd"
     ensemble: str = "probs"
     """The `ensemble` target averages the exits' softmax probabilities (probs) or their logits (the paper)."""
     feature_loss: str = "all"
@@ -455,16 +475,27 @@ class Config:
             )
 
 
+def method_schemas() -> dict[str, type[MethodConfig]]:
+    """Every method's config by method name: the subclasses of MethodConfig whose `name` has a default.
+
+    The one list of methods a config can name; :mod:`spacing.methods` pairs each with the strategy
+    that declares it as its ``config``.
+    """
+    found: dict[str, type[MethodConfig]] = {}
+    pending: list[type[MethodConfig]] = [MethodConfig]
+    while pending:
+        schema = pending.pop(0)
+        pending.extend(schema.__subclasses__())
+        name = next(f.default for f in dataclasses.fields(schema) if f.name == "name")
+        if name != MISSING:
+            found[str(name)] = schema
+    return found
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"base": DatasetConfig, "synthetic": SyntheticDatasetConfig},
     "model": {"base": ModelConfig},
-    "method": {
-        "base": MethodConfig,
-        "dropout": DropoutConfig,
-        "ema": EmaConfig,
-        "online_kd": OnlineKDConfig,
-        "self_kd": SelfKDConfig,
-    },
+    "method": {"base": MethodConfig, **method_schemas()},
     "trainer": {"base": TrainerConfig},
 }
 """Schemas per config group, registered as ``schema/<group>/<name>`` for YAML options to extend."""

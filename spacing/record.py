@@ -114,6 +114,7 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
         "schedule": method.get("schedule"),
         "strength_name": None,
         "strength": None,
+        "main_target": None,
         "seed": config.get("seed"),
         "dataset": (config.get("dataset") or {}).get("name"),
         "model": (config.get("model") or {}).get("name"),

@@ -308,7 +308,11 @@ class Trainer:
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
         record.update(
-            strength_name=self.method.strength_name, strength=self.method.strength, epochs=self.method.epochs, data=self.data.sizes
+            strength_name=self.method.strength_name,
+            strength=self.method.strength,
+            main_target=self.method.main_target,
+            epochs=self.method.epochs,
+            data=self.data.sizes,
         )
         self.progress = Progress()
 

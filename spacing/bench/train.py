@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from spacing.bench.reference import PAPER_AUGMENT, sync
-from spacing.config import Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig, to_dict
+from spacing.config import BaselineConfig, Config, ModelConfig, SyntheticDatasetConfig, TrainerConfig, to_dict
 from spacing.data import build_data
 from spacing.device import resolve_device
 from spacing.models import build_model
@@ -77,7 +77,7 @@ def bench_config(model: str, width: int | None, steps: int, batch_size: int, dev
         augment=PAPER_AUGMENT,
     )
     trainer = TrainerConfig(epochs=2, batch_size=batch_size, device=str(device), log_every=max(steps, 1), **switches)  # type: ignore[arg-type]
-    return Config(dataset=dataset, model=ModelConfig(name=model, width=width), method=MethodConfig(name="baseline"), trainer=trainer)
+    return Config(dataset=dataset, model=ModelConfig(name=model, width=width), method=BaselineConfig(), trainer=trainer)
 
 
 def runner_rate(config: Config) -> float:

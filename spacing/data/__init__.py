@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from spacing.config import DatasetConfig
-from spacing.data.augment import BatchAugment
+from spacing.data.augment import BatchAugment, cutout
 from spacing.data.cifar import load_cifar10, load_cifar100
 from spacing.data.digits import load_digits
 from spacing.data.pil import PILAugment, TorchvisionStream, pil_transform
@@ -40,7 +40,7 @@ SUBSET_STREAM = 0x5B5E7
 NOISE_STREAM = 0x2015E
 """Mixed into dataset.split_seed for the train_fraction subset and the label noise, apart from the validation holdout."""
 
-__all__ = ["DATASETS", "Batch", "DataBundle", "EvalSet", "TrainStream", "build_data"]
+__all__ = ["DATASETS", "Batch", "DataBundle", "EvalSet", "TrainStream", "build_data", "cutout", "derive_seed"]
 
 
 @dataclass

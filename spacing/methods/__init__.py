@@ -1,28 +1,47 @@
-"""Method registry: ``method.name`` -> the strategy class the runner plugs into its loop."""
+"""Method registry: ``method.name`` -> the strategy class the runner plugs into its loop.
+
+A method is one module in this package: a :class:`Method` subclass that declares its ``config``
+(a schema in :mod:`spacing.config`, whose ``name`` names the method), its ``targets`` and its
+``main_target``. Every module here is imported and every class that declares a ``config`` is
+registered, so adding a method adds no line anywhere else.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from spacing.config import MethodConfig
 from spacing.errors import ConfigError
-from spacing.methods.base import Method, MethodContext, StepStats
-from spacing.methods.baseline import Baseline
-from spacing.methods.dropout import SpacedDropout
-from spacing.methods.ema import SpacedEMA
-from spacing.methods.online_kd import OnlineKD
-from spacing.methods.self_kd import SelfKD
+from spacing.methods.base import Method, MethodContext, StepStats, merge_stats
 
-METHODS: dict[str, type[Method]] = {
-    "baseline": Baseline,
-    "dropout": SpacedDropout,
-    "ema": SpacedEMA,
-    "online_kd": OnlineKD,
-    "self_kd": SelfKD,
-}
 
-__all__ = ["METHODS", "Method", "MethodContext", "StepStats", "build_method"]
+def _declared_methods() -> dict[str, type[Method]]:
+    """Every Method subclass in this package that declares its own ``config``, by the config's method name."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    found: dict[str, type[Method]] = {}
+    pending: list[type[Method]] = [Method]
+    while pending:
+        method = pending.pop(0)
+        pending.extend(method.__subclasses__())
+        if "config" in vars(method):
+            found[method.config.name] = method
+    return found
+
+
+METHODS: dict[str, type[Method]] = _declared_methods()
+
+__all__ = ["METHODS", "Method", "MethodContext", "StepStats", "build_method", "merge_stats"]
 
 
 def build_method(cfg: MethodConfig, ctx: MethodContext) -> Method:
     if cfg.name not in METHODS:
         raise ConfigError(f"unknown method.name '{cfg.name}'; valid choices: {', '.join(sorted(METHODS))}.")
-    return METHODS[cfg.name](cfg, ctx)
+    method = METHODS[cfg.name]
+    if type(cfg) is not method.config:
+        raise ConfigError(
+            f"method.name={cfg.name} does not go with the keys of another method's config; "
+            f"select the method with method={cfg.name} instead of setting method.name."
+        )
+    return method(cfg, ctx)

@@ -76,16 +76,24 @@ def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None
 
 
 class Method(ABC):
-    """Base of every method. Subclasses set ``targets`` and implement the abstract methods."""
+    """Base of every method. A method declares ``config``, ``targets`` and ``main_target`` and
+    implements the abstract methods; declaring ``config`` registers it (:mod:`spacing.methods`).
+    """
+
+    config: ClassVar[type[MethodConfig]]
+    """The method's config schema (in :mod:`spacing.config`); its `name` is the method's name."""
+
+    targets: tuple[str, ...]
+    """Evaluation targets, in the order they are reported; the first is shown in the progress bar."""
+
+    main_target: ClassVar[str]
+    """The target analysis reports by default (result.json's ``main_target``); one of ``targets``."""
 
     strength_name: str | None = None
     """Name of the config field that sets the method's variation strength (None if it has none)."""
 
     supports_offline: ClassVar[bool] = False
     """Whether `interval=inf` (offline: the ensemble is never refreshed while training) makes sense."""
-
-    targets: tuple[str, ...]
-    """Evaluation targets, in the order they are reported; the first is shown in the progress bar."""
 
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         if math.isinf(cfg.interval) and not self.supports_offline:

@@ -6,13 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spacing.config import MethodConfig
+from spacing.config import BaselineConfig, MethodConfig
 from spacing.data import Batch
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
 class Baseline(Method):
+    """One model, one optimizer, a cross-entropy step per batch; methods that add to it extend it."""
+
+    config = BaselineConfig
     targets = ("model",)
+    main_target = "model"
 
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)

@@ -16,18 +16,17 @@ keeps dropout on at evaluation (the paper's quirk); validation forwards never mo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spacing.config import DropoutConfig
-from spacing.data import Batch
-from spacing.data.augment import cutout
-from spacing.data.stream import derive_seed
+from spacing.data import Batch, cutout, derive_seed
 from spacing.errors import ConfigError
-from spacing.methods.base import Method, MethodContext, StepStats
+from spacing.methods.base import MethodContext, StepStats
+from spacing.methods.baseline import Baseline
 
 
 def standard_dropout(x: Tensor, rate: Tensor) -> Tensor:
@@ -62,8 +61,10 @@ CUTOUT_STREAM = 0xC07
 """Mixed into the seed of each step's cutout draws, apart from the data pipeline's own."""
 
 
-class SpacedDropout(Method):
-    targets = ("model",)
+class SpacedDropout(Baseline):
+    """The baseline's model and step, with dropout (or cutout) at the schedule's rate on every training forward."""
+
+    config = DropoutConfig
 
     def __init__(self, cfg: DropoutConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -74,8 +75,6 @@ class SpacedDropout(Method):
                 f"(no dropout); use method.interval=0 (standard dropout) or >= {2 / ctx.steps_per_epoch:.3g} epochs."
             )
         self.strength_name = "cutout_size" if cfg.variant == "cutout" else "p"
-        self.model = ctx.build_model(None)
-        self.optimizer = ctx.build_optimizer(self.model.parameters())
         self.rates = [0.0] * len(self.model.stages)
         self._rates = torch.zeros(len(self.rates), device=ctx.device)
         """`rates` where the dropout hooks read them: tensors, so a compiled model does not recompile per rate."""
@@ -106,12 +105,6 @@ class SpacedDropout(Method):
 
         return drop
 
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
     def _cutout(self, images: Tensor, multiplier: float, step: int) -> tuple[Tensor, int]:
         """The step's cutout and its hole side: per image, or the paper's one hole per batch."""
         generator = torch.Generator(images.device).manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM))
@@ -125,19 +118,16 @@ class SpacedDropout(Method):
         return batch_cutout(images, hole, generator), hole
 
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
+        """Move the dropout clock (the hooks drop at its rates during the baseline's step), or cut the images out."""
         multiplier = self._advance()
-        images = batch.images
         if self.cfg.variant == "cutout":
-            images, hole = self._cutout(images, multiplier, step)
+            images, hole = self._cutout(batch.images, multiplier, step)
+            batch = dataclasses.replace(batch, images=images)
             self.train_strength_sum += hole
         else:
             self.train_strength_sum += sum(self.rates) / len(self.rates)
         self.train_steps += 1
-        with self.autocast():
-            logits = self.model(images)
-            loss = F.cross_entropy(logits, batch.labels)
-        self.optimize(self.optimizer, loss)
-        return {"model": StepStats.of(loss, logits, batch.labels)}
+        return super().train_step(batch, step)
 
     def eval_mode(self, split: str = "test") -> None:
         super().eval_mode(split)
@@ -146,7 +136,7 @@ class SpacedDropout(Method):
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         if self.advance_on_predict:
             self._advance()
-        return {"model": self.model(images)}
+        return super().predict(images)
 
     def counters(self) -> dict[str, float]:
         mean = self.train_strength_sum / self.train_steps if self.train_steps else 0.0

@@ -56,7 +56,9 @@ def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
 class SpacedEMA(Baseline):
     """Baseline training of `model`, plus a shadow `ema` refreshed on the schedule."""
 
+    config = EmaConfig
     targets = ("model", "ema")
+    main_target = "ema"
     strength_name = "decay"
 
     def __init__(self, cfg: EmaConfig, ctx: MethodContext) -> None:

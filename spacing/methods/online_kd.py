@@ -29,7 +29,9 @@ from spacing.methods.distill import SpacedDistillation, feature_loss, frozen_bn_
 
 
 class OnlineKD(SpacedDistillation):
+    config = OnlineKDConfig
     targets = ("student", "teacher")
+    main_target = "student"
     supports_offline: ClassVar[bool] = True
 
     def __init__(self, cfg: OnlineKDConfig, ctx: MethodContext) -> None:

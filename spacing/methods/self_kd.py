@@ -108,6 +108,11 @@ def ensemble_logits(logits: list[Tensor], rule: str) -> Tensor:
 
 
 class SelfKD(SpacedDistillation):
+    """Targets ``exit1..exitK`` (one per stage of the model) and ``ensemble``, reported by default."""
+
+    config = SelfKDConfig
+    main_target = "ensemble"
+
     def __init__(self, cfg: SelfKDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: SelfKDConfig = cfg

@@ -31,6 +31,10 @@ MISSING = (0.9, 1.0, 1)  # (decay, interval, seed) that has no record at all
 EPOCHS = 3
 
 
+MAIN_TARGET = {"ema": "ema", "baseline": "model"}
+"""The main target the runner writes for the methods of these records (spacing.methods declares them)."""
+
+
 def record(method: str, interval: float, strength: float | None, seed: int, accs: dict[str, float],
            status: str = "completed", schedule: str = "periodic", **extra: Any) -> dict[str, Any]:
     """A result.json as the run record contract describes it."""
@@ -40,7 +44,8 @@ def record(method: str, interval: float, strength: float | None, seed: int, accs
         for target, acc in accs.items()
     }
     return {"status": status, "method": method, "interval": interval, "schedule": schedule,
-            "strength_name": None if strength is None else "decay", "strength": strength, "seed": seed,
+            "strength_name": None if strength is None else "decay", "strength": strength,
+            "main_target": MAIN_TARGET.get(method, next(iter(accs), None)), "seed": seed,
             "dataset": "digits", "model": "small_cnn", "epochs": EPOCHS,
             "epochs_completed": EPOCHS if status == "completed" else 1, "steps": 90, "wall_time_s": 1.0,
             "images_per_s": 100.0, "metrics": metrics, "counters": {"ema_updates": 9}, "config": {"seed": seed},

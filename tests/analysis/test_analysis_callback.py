@@ -62,7 +62,7 @@ def main(cfg):
                        "test_acc_at_best_val": None, "best_val_epoch": None, "best_test_epoch": 1}}
     (out / "result.json").write_text(json.dumps({
         "status": "completed", "method": "ema", "interval": cfg.interval, "schedule": "periodic",
-        "strength_name": "decay", "strength": 0.9, "seed": cfg.seed, "dataset": "digits", "model": "small_cnn",
+        "strength_name": "decay", "strength": 0.9, "main_target": "ema", "seed": cfg.seed, "dataset": "digits", "model": "small_cnn",
         "epochs": 1, "epochs_completed": 1, "metrics": metrics}))
     (out / "history.csv").write_text(f"epoch,target,train_loss,train_acc,val_acc,test_acc,lr,seconds\\n"
                                      f"1,ema,0.1,0.9,,{acc},0.01,0.1\\n")

@@ -7,7 +7,7 @@ import pytest
 from analysis.integrity import vet
 from analysis.labels import metric_words
 from analysis.records import load_records
-from analysis.tidy import aggregate, main_target, select, tidy_frame
+from analysis.tidy import aggregate, select, tidy_frame
 
 
 @pytest.fixture
@@ -83,17 +83,20 @@ def test_metric_is_named_in_reader_words():
     assert "best-validation" in metric_words("best_val")
 
 
-def test_main_target_by_method_and_for_preset_names():
-    assert [main_target(m, []) for m in ("baseline", "dropout", "ema", "online_kd", "self_kd")] == \
-        ["model", "model", "ema", "student", "ensemble"]
-    assert main_target("spaced_kd_preset", ["exit1", "ensemble"]) == "ensemble"
-    assert main_target("my_method", ["b", "a"]) == "a"
-
-
-def test_a_record_s_own_main_target_wins_over_the_table(tmp_path, make_record, write_run):
+def test_the_analysed_target_is_the_one_the_record_names(tmp_path, make_record, write_run):
     from analysis.report import load
 
     write_run(tmp_path / "a", make_record("ema", 0.5, 0.9, 0, {"ema": 0.8, "model": 0.7}, main_target="model"))
-    write_run(tmp_path / "b", make_record("ema", 0.5, 0.9, 1, {"ema": 0.8, "model": 0.6}))
+    write_run(tmp_path / "b", make_record("ema", 0.5, 0.9, 1, {"ema": 0.8, "model": 0.6}, main_target="ema"))
     runs = load([tmp_path]).runs.set_index("seed")
     assert runs.loc[0, "target"] == "model" and runs.loc[1, "target"] == "ema"
+
+
+def test_a_record_that_names_no_main_target_is_listed_not_guessed(tmp_path, make_record, write_run):
+    from analysis.report import load
+
+    write_run(tmp_path / "old", make_record("ema", 0.5, 0.9, 0, {"ema": 0.8, "model": 0.7}, main_target=None))
+    write_run(tmp_path / "early", make_record("ema", 0.5, 0.9, 1, {}, status="failed", main_target=None))
+    runs = load([tmp_path]).runs.set_index("seed")
+    assert runs.loc[0, "problem"] == "impossible" and "main_target" in runs.loc[0, "problem_detail"]
+    assert runs.loc[1, "status"] == "failed" and pd.isna(runs.loc[1, "target"])  # still listed, as failed

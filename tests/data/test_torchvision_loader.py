@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from spacing.config import AugmentConfig, Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig
+from spacing.config import AugmentConfig, BaselineConfig, Config, ModelConfig, SyntheticDatasetConfig, TrainerConfig
 from spacing.data import build_data
 from spacing.data.pil import TorchvisionStream
 from spacing.runner import run
@@ -38,7 +38,7 @@ def test_a_run_trains_through_the_torchvision_loader(tmp_path: Path) -> None:
     config = Config(
         dataset=dataset,
         model=ModelConfig(name="small_cnn", width=8),
-        method=MethodConfig(name="baseline"),
+        method=BaselineConfig(),
         trainer=TrainerConfig(epochs=2, batch_size=32, lr=0.05, device="cpu"),
     )
     result = run(config, tmp_path)

@@ -11,7 +11,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from spacing.compose import register_configs
-from spacing.config import Config, to_config
+from spacing.config import Config, method_schemas, to_config
 from spacing.data import build_data
 from spacing.methods import METHODS
 from spacing.models import MODELS, build_model
@@ -22,7 +22,9 @@ GROUPS = ("dataset", "model", "method", "trainer")
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The group's options: its YAML files, and for ``method`` every registered method (which needs no file)."""
+    files = {p.stem for p in (CONF / group).glob("*.yaml")}
+    return sorted(files | set(METHODS) if group == "method" else files)
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -81,6 +83,9 @@ def test_every_method_builds_and_predicts_its_targets(option: str) -> None:
 
 def test_registries_and_config_groups_agree() -> None:
     assert set(options("model")) <= set(MODELS)
+    assert set(METHODS) == set(method_schemas())  # every method config has its strategy, and back
+    for name, method in METHODS.items():
+        assert method.config is method_schemas()[name] and method.config.name == name
     for name in options("method"):
         assert to_config(compose_config([f"method={name}"])).method.name in METHODS
 

@@ -34,7 +34,7 @@ def test_soft_loss_variants_against_hand_computation() -> None:
 
 
 def test_self_kd_loss_terms_against_hand_computation() -> None:
-    cfg = SelfKDConfig(name="self_kd", alpha=0.3, temperature=3.0, beta=0.03)
+    cfg = SelfKDConfig(alpha=0.3, temperature=3.0, beta=0.03)
     rng = np.random.default_rng(0)
     logits = [rng.normal(size=(4, 5)) for _ in range(3)]
     features = [rng.normal(size=(4, 6)) for _ in range(3)]

@@ -14,6 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from spacing.config import to_config
+from spacing.methods import METHODS
 from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
@@ -83,7 +84,8 @@ def changes(*overrides: str) -> dict[str, Any]:
 
 
 def method_options() -> list[str]:
-    return sorted(path.stem for path in (CONF / "method").glob("*.yaml"))
+    """Every ``method=`` option: the registered methods and the presets in conf/method/."""
+    return sorted(set(METHODS) | {path.stem for path in (CONF / "method").glob("*.yaml")})
 
 
 def test_every_method_option_has_a_faithful_preset() -> None:

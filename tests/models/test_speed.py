@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spacing.config import Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig, to_config
+from spacing.config import BaselineConfig, Config, ModelConfig, SyntheticDatasetConfig, TrainerConfig, to_config
 from spacing.data import build_data
 from spacing.methods.base import Method
 from spacing.models import build_model, compile_module
@@ -77,7 +77,7 @@ def config(precision: str, channels_last: str) -> Config:
     return Config(
         dataset=SyntheticDatasetConfig(name="synthetic", channels=3, image_size=8, train_size=256, test_size=128),
         model=ModelConfig(name="small_cnn", width=8),
-        method=MethodConfig(name="baseline"),
+        method=BaselineConfig(),
         trainer=TrainerConfig(
             epochs=2, batch_size=32, lr=0.05, device="cpu", precision=precision, channels_last=channels_last, keep_checkpoint=True
         ),
