@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from analysis.records import RESULT_FILE
+from spacing.contract import RESULT_FILE
 
 METHODS = {
     "dropout": ("p", (0.1, 0.2, 0.3, 0.4, 0.5), ("model",), "model"),

@@ -17,7 +17,8 @@ import pandas as pd
 
 from analysis.records import RecordSet
 from analysis.labels import METRICS, interval_label
-from analysis.tidy import CELL, COMPLETED
+from analysis.tidy import CELL
+from spacing.contract import COMPLETED
 
 COLUMNS = ("status", "sweep_root", *CELL, "seed", "path", "detail")
 MISSING = "missing"

@@ -26,9 +26,10 @@ from collections import defaultdict
 from typing import Any
 
 from analysis.tidy import CELL
+from spacing.contract import ACCURACY_METRICS, COMPLETED, DIVERGED, FAILED, RUNNING
 
-ACCURACY_KEYS = ("test_acc", "best_test_acc", "val_acc", "best_val_acc", "test_acc_at_best_val")
-STATUS_ORDER = ("completed", "running", "diverged", "failed")
+STATUS_ORDER = (COMPLETED, RUNNING, DIVERGED, FAILED)
+"""Which of two records of one run is kept: the first status in this order."""
 IMPOSSIBLE, DUPLICATE = "impossible", "duplicate"
 _UNSET = object()
 
@@ -89,7 +90,7 @@ def impossible(record: dict[str, Any]) -> str | None:
     for target, values in metrics.items():
         if not isinstance(values, dict):
             return f"metrics of target '{target}' is not an object"
-        for key in ACCURACY_KEYS:
+        for key in ACCURACY_METRICS:
             value = values.get(key)
             if value is None:
                 continue  # absent (e.g. no validation split): not impossible, just not there
@@ -99,7 +100,7 @@ def impossible(record: dict[str, Any]) -> str | None:
                 return f"{target} {key} is NaN"
             if not 0.0 <= value <= 1.0:
                 return f"{target} {key} = {value:g} is outside 0..1"
-    if record["status"] != "completed":
+    if record["status"] != COMPLETED:
         return None
     configured, done = _configured_epochs(record), record.get("epochs_completed")
     if configured is not None and (not isinstance(done, int) or done < configured):

@@ -19,9 +19,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.neutral import numbers_config
+from spacing.contract import HISTORY_FILE, RESULT_FILE
 
-RESULT_FILE = "result.json"
-HISTORY_FILE = "history.csv"
 MULTIRUN_FILE = "multirun.yaml"
 HYDRA_DIR = ".hydra"
 
@@ -183,7 +182,7 @@ def _device(device: Any) -> tuple[str | None, int]:
 def read_history(run_dir: str) -> pd.DataFrame:
     """Load one run's per-epoch ``history.csv``; raise OSError/ValueError if it is unusable."""
     frame = pd.read_csv(Path(run_dir) / HISTORY_FILE)
-    needed = {"epoch", "target", "test_acc"}
+    needed = {"epoch", "target", "test_acc"}  # of spacing.contract.HISTORY_COLUMNS, what the figures draw
     if not needed <= set(frame.columns):
         raise ValueError(f"{HISTORY_FILE} lacks column(s) {sorted(needed - set(frame.columns))}")
     return frame

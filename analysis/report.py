@@ -20,8 +20,9 @@ from analysis.errors import AnalysisError
 from analysis.gains import gains, hardware_warnings
 from analysis.integrity import vet
 from analysis.labels import METRICS, cell_words, line_label, metric_words
-from analysis.records import HISTORY_FILE, RecordSet, load_records, read_history
-from analysis.tidy import COMPLETED, POINT, aggregate, select, tidy_frame
+from analysis.records import RecordSet, load_records, read_history
+from analysis.tidy import POINT, aggregate, select, tidy_frame
+from spacing.contract import COMPLETED, HISTORY_FILE
 
 KINDS = ("interval", "gain", "heatmap", "history", "table")
 #: What the full report writes, by kind, under ``--out``.

@@ -15,8 +15,7 @@ import pandas as pd
 
 from analysis.cost import run_hours
 from analysis.labels import METRICS
-
-COMPLETED = "completed"
+from spacing.contract import COMPLETED, METRIC_KEYS
 
 #: What identifies a point of a sweep; seeds of the same cell are averaged. ``series`` names the
 #: config keys in which runs of one method differ beyond the grid (see analysis.integrity); the
@@ -24,10 +23,6 @@ COMPLETED = "completed"
 CONTROL = ("control_kind", "control_interval", "control_strength", "control_schedule")
 CELL = ("method", "schedule", "interval", "strength_name", "strength", "dataset", "model", "series", *CONTROL)
 POINT = (*CELL, "target")
-METRIC_KEYS = (
-    "test_acc", "best_test_acc", "val_acc", "best_val_acc",
-    "test_acc_at_best_val", "best_val_epoch", "best_test_epoch",
-)
 RUN_KEYS = (
     "sweep", "sweep_root", "path", "status", *CELL, "seed",
     "epochs", "epochs_completed", "steps", "wall_time_s", "images_per_s", "device_kind", "device_count", "threads",

@@ -35,11 +35,11 @@ from pathlib import Path
 from types import TracebackType
 
 from spacing.atomic import create_temp
+from spacing.contract import CLAIM_FILE
 from spacing.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CLAIM_FILE = "claim.json"
 HEARTBEAT_S = 30.0
 """Seconds between heartbeats of a held claim."""
 STALE_AFTER_S = 300.0

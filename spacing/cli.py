@@ -51,6 +51,7 @@ from spacing.compose import (
     register_configs,
     shown,
 )
+from spacing.contract import COMPLETED, FAILED
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
@@ -247,10 +248,10 @@ def train(cfg: DictConfig) -> Outcome:
             message = f"{type(exc).__name__}: {exc}"
         else:
             log.error("failed: %s (%s)", message, out_dir)
-        return _failed(settings, message, "failed")
+        return _failed(settings, message, FAILED)
     summary = ", ".join(f"{target} {m['test_acc']:.4f}" for target, m in record["metrics"].items())
     print(f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}")
-    if record["status"] != "completed":
+    if record["status"] != COMPLETED:
         if single:
             print(f"error: {record['error']}", file=sys.stderr)
             sys.exit(EXIT_DIVERGED)
@@ -259,9 +260,9 @@ def train(cfg: DictConfig) -> Outcome:
     if value is None and not _grid(settings):
         raise TrialFailed(
             f"{out_dir} has no {cfg.objective.metric} to return to the sweeper; it needs a validation split "
-            "(dataset.val_fraction > 0) and an evaluated objective.target.", "failed"
+            "(dataset.val_fraction > 0) and an evaluated objective.target.", FAILED
         )
-    return Outcome(math.nan if value is None else value, "completed")
+    return Outcome(math.nan if value is None else value, COMPLETED)
 
 
 def _user_message(exc: BaseException, out_dir: Path) -> str | None:

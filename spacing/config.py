@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from spacing.contract import VALIDATION_METRICS
 from spacing.errors import ConfigError
 
 SCHEDULES = ("periodic", "random")
@@ -35,7 +36,6 @@ WANDB_MODES = ("offline", "online")
 LOADERS = ("fast", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "true", "false")
-OBJECTIVE_METRICS = ("val_acc", "best_val_acc")
 MAX_SEED = 2**32 - 1
 """numpy's legacy seeding takes 32 bits."""
 MAX_INTERVAL = 1e6
@@ -451,7 +451,7 @@ class ObjectiveConfig:
     target: str | None = None
 
     def __post_init__(self) -> None:
-        _require_choice(self.metric, OBJECTIVE_METRICS, "objective.metric")
+        _require_choice(self.metric, VALIDATION_METRICS, "objective.metric")
 
 
 @dataclass

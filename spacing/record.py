@@ -1,6 +1,7 @@
 """The run record: ``result.json`` and ``history.csv`` in a run's output dir.
 
-These two files are the only interface between training and analysis. Both are rewritten
+These two files are the only interface between training and analysis (their names, statuses,
+columns and metric keys: :mod:`spacing.contract`). Both are rewritten
 atomically after every epoch, so a reader sees either the previous or the new version, and a
 run killed at any point leaves ``status: running`` (never ``completed``).
 """
@@ -18,14 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spacing.atomic import atomic_write_text
+from spacing.contract import HISTORY_COLUMNS, HISTORY_FILE, RESULT_FILE, RUNNING, STATUSES
 
 if TYPE_CHECKING:
     import torch
 
-RESULT_FILE = "result.json"
-HISTORY_FILE = "history.csv"
-HISTORY_COLUMNS = ("epoch", "target", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
-STATUSES = ("running", "completed", "failed", "diverged")
 _PACKAGES = ("torch", "torchvision", "numpy", "omegaconf", "hydra-core", "submitit")
 
 
@@ -137,7 +135,7 @@ class RunRecord:
         self.out_dir = out_dir
         self.history: list[dict[str, Any]] = []
         self.data: dict[str, Any] = {
-            "status": "running",
+            "status": RUNNING,
             **identity(config),
             "epochs_completed": 0,
             "steps": 0,
@@ -169,11 +167,11 @@ class RunRecord:
         if rows:
             self.add_epoch(rows)
 
-    def save(self, status: str = "running", error: str | None = None) -> None:
+    def save(self, status: str = RUNNING, error: str | None = None) -> None:
         assert status in STATUSES, status
         self.data["status"] = status
         self.data["error"] = error
-        if status != "running":
+        if status != RUNNING:
             self.data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")

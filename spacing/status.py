@@ -21,10 +21,11 @@ from pathlib import Path
 
 from spacing.compose import shown
 from spacing.errors import EXIT_USER_ERROR
-from spacing.record import RESULT_FILE, read_result
+from spacing.contract import COMPLETED, DIVERGED, FAILED, RESULT_FILE, RUNNING
+from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, cell_state, read_launches, read_marker, slurm_task
 
-ACTIVE = ("new", "running", "unfinished")
+ACTIVE = ("new", RUNNING, "unfinished")
 """States of a cell that is not finished: a sweep with none of these is finished."""
 SLURM_LIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", "CONFIGURING")
 SUBMITIT_JOB = re.compile(r"^(\d+)(_\d+)?$")
@@ -58,7 +59,7 @@ class SweepStatus:
 
     def lines(self) -> list[str]:
         counts = Counter(cell.state for cell in self.cells)
-        order = ["completed", "running", "new", "unfinished", "failed", "diverged"]
+        order = [COMPLETED, RUNNING, "new", "unfinished", FAILED, DIVERGED]
         summary = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
         lines = [f"sweep {shown(self.sweep_dir)}: {len(self.cells)} cells: {summary or 'none yet'}"]
         for job, states in sorted(self.jobs.items(), key=lambda item: int(item[0])):
@@ -70,7 +71,7 @@ class SweepStatus:
             error = f"  ({cell.error})" if cell.error else ""
             lines.append(f"  {cell.state:<10} {shown(cell.dir)}{task}{error}")
         if self.finished:
-            lines.append("every cell has finished" + ("" if counts["completed"] == len(self.cells) else
+            lines.append("every cell has finished" + ("" if counts[COMPLETED] == len(self.cells) else
                          "; re-launching the same command retries the failed ones"))
         else:
             left = sum(counts[s] for s in ACTIVE)
@@ -94,7 +95,7 @@ def sweep_status(sweep_dir: Path, ask_slurm: bool = True) -> SweepStatus:
         marker = read_marker(cell.dir) or {}
         cell.task = cell.task or slurm_task(marker)
         record = read_result(cell.dir) or {}
-        if cell.state in ("failed", "diverged"):
+        if cell.state in (FAILED, DIVERGED):
             cell.error = record.get("error") or marker.get("error")
     status = SweepStatus(sweep_dir, sorted(cells.values(), key=lambda c: c.dir.name))
     jobs = {cell.task.split("_")[0] for cell in status.cells if cell.task}
@@ -121,7 +122,7 @@ def _add_slurm(status: SweepStatus, jobs: list[str]) -> None:
         status.jobs[job] = Counter(state for task, state in tasks.items() if task.split("_")[0] == job)
     for cell in status.cells:
         cell.slurm = tasks.get(cell.task or "")
-        if cell.state == "running" and cell.slurm is not None and cell.slurm not in SLURM_LIVE:
+        if cell.state == RUNNING and cell.slurm is not None and cell.slurm not in SLURM_LIVE:
             cell.state = "unfinished"  # its task ended without the cell finishing (cancelled, timed out, node lost)
 
 

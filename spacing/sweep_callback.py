@@ -36,6 +36,7 @@ from typing import Any
 
 from spacing.atomic import atomic_write_text
 from spacing.claim import RUNNING_ELSEWHERE
+from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, write_launch
@@ -55,12 +56,12 @@ def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[
     `before` and `after` the cell's run record before and after the job. A completed cell whose
     record did not change was skipped: the runner found a completed run of the same config there.
     """
-    if status == "completed" and after is not None and after.get("status") == "completed":
+    if status == COMPLETED and after is not None and after.get("status") == COMPLETED:
         unchanged = before is not None and all(before.get(k) == after.get(k) for k in ("started_at", "finished_at"))
-        return "skipped" if unchanged else "completed"
-    if status in ("diverged", RUNNING_ELSEWHERE):
+        return "skipped" if unchanged else COMPLETED
+    if status in (DIVERGED, RUNNING_ELSEWHERE):
         return status
-    return "failed"
+    return FAILED
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,11 @@ class LaunchSummary:
 
         A cell running elsewhere is not among them: another launch holds it and will finish it.
         """
-        return tuple(cell for cell in self.cells if cell.outcome not in ("completed", "skipped", RUNNING_ELSEWHERE))
+        return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, "skipped", RUNNING_ELSEWHERE))
 
     def lines(self) -> list[str]:
-        counts = [f"{self.count(o)} {o}" for o in ("completed", "skipped", "failed")]
-        counts += [f"{self.count(o)} {o}" for o in ("diverged", "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
+        counts = [f"{self.count(o)} {o}" for o in (COMPLETED, "skipped", FAILED)]
+        counts += [f"{self.count(o)} {o}" for o in (DIVERGED, "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
             lines.append(
@@ -115,7 +116,7 @@ def summarize_launch(sweep_dir: Path, launch: str) -> LaunchSummary:
         if marker.get("launch") != launch:
             continue
         outcome = marker.get("outcome")
-        cells.append(Cell(path.parent, "unfinished" if outcome == "running" else outcome, marker.get("error")))
+        cells.append(Cell(path.parent, "unfinished" if outcome == RUNNING else outcome, marker.get("error")))
     return LaunchSummary(sweep_dir, tuple(cells))
 
 
@@ -164,7 +165,7 @@ class SweepCallback:
             return
         out_dir = str(config.hydra.runtime.output_dir)
         self._records_before[out_dir] = read_result(Path(out_dir))
-        self._write(Path(out_dir), "running", None)
+        self._write(Path(out_dir), RUNNING, None)
         if self.launcher_pid is not None and os.getppid() == self.launcher_pid:
             end_with_parent(self.launcher_pid)
 
@@ -177,7 +178,7 @@ class SweepCallback:
         status = getattr(returned, "status", None)
         outcome = cell_outcome(status, self._records_before.pop(out_dir, None), after)
         error = None
-        if outcome in ("failed", "diverged"):
+        if outcome in (FAILED, DIVERGED):
             recorded = after.get("error") if after is not None and after.get("status") == outcome else None
             raised = f"{type(returned).__name__}: {returned}" if isinstance(returned, BaseException) else None
             error = recorded or raised or "see the log in the cell dir"

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from spacing.atomic import atomic_write_text
+from spacing.contract import COMPLETED, DIVERGED, FAILED, FINISHED, RUNNING
 from spacing.record import read_result
 
 CELL_FILE = "sweep_cell.json"
 LAUNCHES_DIR = ".launches"
-STATES = ("new", "running", "unfinished", "completed", "failed", "diverged")
+STATES = ("new", RUNNING, "unfinished", COMPLETED, FAILED, DIVERGED)
 """new: never started; running: a process is training it (or may be, on another host);
 unfinished: started and stopped before the end (killed, cancelled, pre-empted): the next launch
 resumes it from its checkpoint; completed, failed, diverged: as its run record says."""
@@ -39,15 +40,15 @@ def cell_state(cell_dir: Path) -> str:
     """One of :data:`STATES` for the cell in `cell_dir`."""
     record = read_result(cell_dir)
     marker = read_marker(cell_dir)
-    started = marker is not None and marker.get("outcome") == "running"
+    started = marker is not None and marker.get("outcome") == RUNNING
     if record is None:  # nothing trained yet, or a job that failed before the runner wrote a record
         if started and _may_be_alive(marker):
-            return "running"
-        return "failed" if marker is not None and marker.get("outcome") == "failed" else "new"
+            return RUNNING
+        return FAILED if marker is not None and marker.get("outcome") == FAILED else "new"
     status = record.get("status")
-    if status in ("completed", "failed", "diverged"):
+    if status in FINISHED:
         return str(status)
-    return "running" if started and _may_be_alive(marker) else "unfinished"
+    return RUNNING if started and _may_be_alive(marker) else "unfinished"
 
 
 def _may_be_alive(marker: dict[str, Any] | None) -> bool:

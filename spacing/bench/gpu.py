@@ -57,6 +57,7 @@ from spacing.config import (
     TrainerConfig,
     to_dict,
 )
+from spacing.contract import COMPLETED
 from spacing.device import resolve_device
 from spacing.methods import METHODS
 from spacing.record import RunRecord, read_result
@@ -253,7 +254,7 @@ def check_compile(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts, 
                 record = trained(config, tmp / f"compile-{case.label}")
             breaks = sum(counters["graph_break"].values())
             detail = f"{counting.graphs} graphs run {counting.calls} times, {breaks} graph breaks, 0 recompile-limit hits ({backend} backend)"
-            say.judge(record["status"] == "completed" and breaks == 0 and counting.graphs > 0, check, detail)
+            say.judge(record["status"] == COMPLETED and breaks == 0 and counting.graphs > 0, check, detail)
     torch._dynamo.reset()
 
 
@@ -333,7 +334,7 @@ def check_resume(sizes: Sizes, device: torch.device, quick: bool, tmp: Path, say
         how += ", resumed in a new process (no GPU: the GPU count is simulated by tests/models/test_gpu_resume.py)"
     child = resume_in_new_process(out_dir, quick, device.type, visible)
     record = read_result(out_dir) or {}
-    if child.returncode != 0 or record.get("status") != "completed":
+    if child.returncode != 0 or record.get("status") != COMPLETED:
         tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
         say.judge(False, "resume", f"{how}; the resumed process failed (exit {child.returncode}): {tail[:200]}")
         return

@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spacing.contract import EPOCH_VALUES
 from spacing.errors import ConfigError
 
-EPOCH_COLUMNS = ("train_loss", "train_acc", "val_acc", "test_acc")
-"""history.csv columns sent per target each epoch."""
 FINAL_KEYS = ("epochs_completed", "steps", "wall_time_s", "images_per_s")
 """result.json keys sent as ``final/<key>``."""
-COMPLETED = "completed"
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def epoch_metrics(rows: list[dict[str, Any]], counters: dict[str, Any]) -> dict[
     """Per-epoch values from one epoch's history.csv rows (one per target) and the method's counters."""
     values: dict[str, Any] = {}
     for row in rows:
-        for column in EPOCH_COLUMNS:
+        for column in EPOCH_VALUES:
             values[f"{column}/{row['target']}"] = row[column]
     if rows:
         values["lr"] = rows[0]["lr"]

@@ -23,11 +23,10 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from spacing.contract import TRACKERS_FILE
 from spacing.loggers.base import Logger, RunInfo, epoch_metrics, final_metrics, step_metrics
 
 log = logging.getLogger(__name__)
-
-TRACKERS_FILE = "trackers.json"
 
 
 def read_run_ids(out_dir: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from spacing.config import MlflowConfig
 from spacing.loggers.base import Logger, RunInfo, flatten, missing_package
-from spacing.record import HISTORY_FILE, RESULT_FILE
+from spacing.contract import COMPLETED, DIVERGED, FAILED, HISTORY_FILE, RESULT_FILE, RUNNING
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -31,7 +31,7 @@ MAX_PARAMS_PER_CALL = 100
 STEP_KEY = "step/lr"
 EPOCH_KEY = "lr"
 """Metrics sent at every logged step and every epoch (spacing.loggers.base): what a store holds is read from them."""
-RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "running": "KILLED"}
+RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", DIVERGED: "FAILED", RUNNING: "KILLED"}
 """Run record status -> MLflow run status (``running`` at the end means the run was interrupted)."""
 
 

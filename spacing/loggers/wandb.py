@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from spacing.config import WandbConfig
-from spacing.loggers.base import COMPLETED, Logger, RunInfo, missing_package
+from spacing.contract import COMPLETED
+from spacing.loggers.base import Logger, RunInfo, missing_package
 
 MAX_TAG_LENGTH = 64
 """W&B rejects longer tags."""

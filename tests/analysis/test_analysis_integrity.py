@@ -48,14 +48,6 @@ def test_keys_that_do_not_change_the_numbers_make_no_new_series(tmp_path, write_
     assert points["series"].tolist() == [""] and points["n"].tolist() == [2]
 
 
-def test_analysis_reads_training_s_neutral_keys_without_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, analysis.neutral, analysis.records; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_numbers_config_flattens_and_drops_the_seed_and_neutral_keys():
     flat = numbers_config({**_config(3), "trainer": {"epochs": 3, "milestones": [60, 120], "device": "cpu"}})
     assert flat == {"method.name": "ema", "method.interval": 0.5, "method.decay": 0.9, "method.schedule": "periodic",
