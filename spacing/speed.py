@@ -20,7 +20,7 @@ import torch
 
 from spacing.config import TrainerConfig
 from spacing.errors import DeviceError
-from spacing.models.compiled import Backend, compile_module
+from spacing.models import Backend, compile_module
 
 COMPILE_BACKEND: Backend = "inductor"
 """The torch.compile backend of ``trainer.compile=true``; the GPU check and the tests swap in others."""

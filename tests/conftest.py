@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,12 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from spacing.build import build_run
 from spacing.compose import register_configs
-from spacing.config import Config, to_dict
+from spacing.config import Config
 from spacing.data import DataBundle
 from spacing.methods import Method
-from spacing.record import RunRecord
-from spacing.runner import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -56,11 +54,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 
 def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundle]:
-    """The method and data of `config` for `epochs` epochs on the CPU, built by the runner's own Trainer."""
+    """The method and data of `config` for `epochs` epochs on the CPU, built as a run builds them."""
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, epochs=epochs, device="cpu"))
-    out_dir = Path(tempfile.gettempdir())  # a Trainer writes nothing before fit()
-    trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
-    return trainer.method, trainer.data
+    parts = build_run(config)
+    return parts.method, parts.data
 
 
 def train_epochs(method: Method, data: DataBundle, epochs: int) -> int:

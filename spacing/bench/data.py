@@ -12,9 +12,8 @@ import os
 import torch
 
 from spacing.bench.reference import PAPER_AUGMENT, reference_loader, report, synthetic_cifar, timed
-from spacing.data.augment import BatchAugment
-from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD
-from spacing.data.stream import TrainStream
+from spacing.data import BatchAugment, TrainStream
+from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD  # the CIFAR loader's own statistics, not spacing.data's interface
 from spacing.device import resolve_device
 
 

@@ -41,8 +41,10 @@ from typing import Any
 import torch
 from torch._dynamo.utils import counters
 
+from spacing import runner
 from spacing.bench.syncs import syncs_per_step
 from spacing.bench.train import FACTORS, measure
+from spacing.build import build_run
 from spacing.config import (
     AugmentConfig,
     BaselineConfig,
@@ -57,12 +59,11 @@ from spacing.config import (
     TrainerConfig,
     to_dict,
 )
-from spacing.contract import COMPLETED
+from spacing.contract import CHECKPOINT_FILE, COMPLETED
 from spacing.device import resolve_device
 from spacing.methods import METHODS
+from spacing.loop import Trainer
 from spacing.record import RunRecord, read_result
-from spacing import runner
-from spacing.runner import CHECKPOINT_FILE, Trainer
 from spacing.speed import compiling_with
 
 CHECKS = ("parity", "syncs", "compile", "speed", "resume")
@@ -209,7 +210,7 @@ def check_syncs(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) ->
             config = config_for(case, sizes, device, epochs=2, log_every=sizes.log_every)
             config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, train_size=sizes.short_train_size))
             out_dir = tmp / f"syncs-{case.label}"
-            trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
+            trainer = Trainer(build_run(config), RunRecord(out_dir, to_dict(config)))
             trainer.train_epoch(0)  # warm-up: cuDNN autotuning syncs
             per_step = syncs_per_step(trainer, 1)
             steps = len(per_step)
@@ -288,14 +289,14 @@ def resume_config(sizes: Sizes, device: torch.device) -> Config:
 
 def train_first_epoch(config: Config, out_dir: Path) -> None:
     """Train `config` into `out_dir` until its first checkpoint is written, then stop."""
-    trainer = Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
-    save = trainer.save_checkpoint
+    trainer = Trainer(build_run(config), RunRecord(out_dir, to_dict(config)))
+    save = trainer.checkpoints.save
 
-    def save_then_stop() -> None:
-        save()
+    def save_then_stop(state: dict[str, Any], epoch: int) -> None:
+        save(state, epoch)
         raise StopAfterFirstEpoch
 
-    trainer.save_checkpoint = save_then_stop  # type: ignore[method-assign]
+    trainer.checkpoints.save = save_then_stop  # type: ignore[method-assign]
     try:
         trainer.fit()
     except StopAfterFirstEpoch:

@@ -16,6 +16,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from spacing.config import AugmentConfig
+# The reference pipeline is built from the data package's parts: the CIFAR loader's statistics and
+# the per-image PIL path (spacing.data exposes only the loaders' results).
 from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD
 from spacing.data.pil import pil_transform, to_pil
 

@@ -15,7 +15,7 @@ import math
 import torch
 
 from spacing.data import Batch, TrainStream
-from spacing.methods.distill import ReplayQueue
+from spacing.methods.distill import ReplayQueue  # measured on its own, outside any method
 from spacing.schedule import Schedule
 
 IMAGE_SHAPE = (3, 32, 32)

@@ -5,7 +5,7 @@ read on the host, a blocking copy); without a GPU, a torch-function mode records
 that reads a tensor's value on the host (``item``, ``bool``, ``float``, ``tolist``,
 ``nonzero``, boolean-mask indexing, ...) and every ``torch.tensor(data, device=...)``, which
 sync wherever the tensors live on a GPU.
-:func:`syncs_per_step` runs one training epoch of a :class:`~spacing.runner.Trainer` under
+:func:`syncs_per_step` runs one training epoch of a :class:`~spacing.loop.Trainer` under
 either and attributes each event to the step it happened in (from the start of one
 ``train_step`` to the start of the next; the epoch's end counts with its last step).
 """
@@ -89,7 +89,7 @@ def syncs_per_step(trainer: Any, epoch: int) -> list[int]:
     method = trainer.method
     original = method.train_step
     starts: list[int] = []
-    with SyncRecorder(trainer.device) as recorder:
+    with SyncRecorder(trainer.parts.device) as recorder:
 
         def counted_step(batch: Any, step: int) -> Any:
             starts.append(recorder.count)

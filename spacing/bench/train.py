@@ -5,7 +5,7 @@ a warm-up epoch (where cuDNN autotuning and compilation happen), timed between e
 synchronisations:
 
 1. an fp32 loop over batches already on the device (the model's own speed: no data pipeline);
-2. the runner (:meth:`spacing.runner.Trainer.train_epoch`) at fp32, default memory format:
+2. the runner (:meth:`spacing.loop.Trainer.train_epoch`) at fp32, default memory format:
    batches augmented on the device, the method's step, the loop's bookkeeping;
 3. + bf16 autocast; 4. + channels_last; 5. + torch.compile.
 
@@ -32,7 +32,8 @@ from spacing.device import resolve_device
 from spacing.models import build_model
 from spacing.optim import build_optimizer
 from spacing.record import RunRecord
-from spacing.runner import Trainer
+from spacing.build import build_run
+from spacing.loop import Trainer
 from spacing.speed import compiling_with
 
 NUM_CLASSES = 100
@@ -83,14 +84,14 @@ def bench_config(model: str, width: int | None, steps: int, batch_size: int, dev
 def runner_rate(config: Config) -> float:
     """Images/s of the runner's second training epoch (the first warms up)."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, to_dict(config), RunRecord(Path(tmp), to_dict(config)), Path(tmp))
+        trainer = Trainer(build_run(config), RunRecord(Path(tmp), to_dict(config)))
         trainer.train_epoch(0)
 
         def epoch() -> int:
             trainer.train_epoch(1)
             return len(trainer.data.train)
 
-        return timed(trainer.device, epoch)
+        return timed(trainer.parts.device, epoch)
 
 
 def loop_rate(config: Config, device: torch.device) -> float:

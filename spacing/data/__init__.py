@@ -40,7 +40,7 @@ SUBSET_STREAM = 0x5B5E7
 NOISE_STREAM = 0x2015E
 """Mixed into dataset.split_seed for the train_fraction subset and the label noise, apart from the validation holdout."""
 
-__all__ = ["DATASETS", "Batch", "DataBundle", "EvalSet", "TrainStream", "build_data", "cutout", "derive_seed"]
+__all__ = ["DATASETS", "Batch", "BatchAugment", "DataBundle", "EvalSet", "TrainStream", "build_data", "cutout", "derive_seed"]
 
 
 @dataclass

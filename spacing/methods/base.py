@@ -60,7 +60,7 @@ class MethodContext:
     build_model: Callable[[str | None], StagedNet]
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-    """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    """SGD with the run's trainer settings; the run's building attaches its LR schedule."""
     prepare: Callable[[nn.Module], nn.Module]
     """Put a module a method adds (self KD's exits) on the device, in the run's memory format, compiled if asked."""
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext

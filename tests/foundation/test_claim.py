@@ -16,7 +16,8 @@ import pytest
 
 import spacing.claim as claims
 from spacing.claim import CLAIM_FILE, RUNNING_ELSEWHERE, RunningElsewhere, claim, holder
-from spacing.runner import Trainer, run
+from spacing.loop import Trainer
+from spacing.runner import run
 from tests.conftest import ROOT
 
 HOLD = "import sys, time; from spacing.claim import claim; c = claim(sys.argv[1]); print('held', flush=True); time.sleep(600)"
@@ -128,7 +129,7 @@ def test_racing_launches_train_a_cell_once(make_config, tmp_path: Path, monkeypa
     running elsewhere or (arriving after it finished) skips it."""
     trained = []
     original = Trainer.fit
-    monkeypatch.setattr(Trainer, "fit", lambda self: (trained.append(self.out_dir), original(self))[1])
+    monkeypatch.setattr(Trainer, "fit", lambda self: (trained.append(self.record.out_dir), original(self))[1])
     start = threading.Barrier(4)
     outcomes: list[str] = []
     configs = [make_config("trainer.epochs=2") for _ in range(4)]  # composed here: Hydra's compose is not thread-safe

@@ -19,11 +19,10 @@ import pytest
 import torch
 
 import spacing.atomic as atomic
-import spacing.runner as runner
-from spacing.claim import CLAIM_FILE
+from spacing.contract import CHECKPOINT_FILE, CLAIM_FILE, PREVIOUS_CHECKPOINT_FILE
 from spacing.errors import ConfigError, DiskFull
 from spacing.methods.baseline import Baseline
-from spacing.runner import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, RUNNER_FILES, run
+from spacing.runner import RUNNER_FILES, run
 from tests.conftest import FAST, ROOT, compose_config
 
 OVERRIDES = ("trainer.epochs=3",)
@@ -91,7 +90,7 @@ def test_a_truncated_checkpoint_costs_one_epoch_and_the_record_says_so(full: Pat
     data = (tmp_path / CHECKPOINT_FILE).read_bytes()
     (tmp_path / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
 
-    with caplog.at_level("INFO", logger="spacing.runner"):
+    with caplog.at_level("INFO", logger="spacing"):
         resumed = run(config(), tmp_path)
     assert f"resumed from {tmp_path / PREVIOUS_CHECKPOINT_FILE} at epoch 1" in caplog.text  # epoch 2 is redone
     assert_same_as_full(tmp_path, full)
@@ -192,7 +191,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_sentence_and_the_run_resumes(ful
         real_save(state, handle)
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner.torch, "save", save)
+        patch.setattr(torch, "save", save)
         with pytest.raises(DiskFull) as raised:
             run(config(), tmp_path)
     message = str(raised.value)
@@ -233,7 +232,7 @@ def test_a_full_quota_on_the_record_is_one_sentence_and_keeps_the_last_good_reco
 KILLED = """
 import os, signal, sys
 import torch
-import spacing.atomic, spacing.record, spacing.runner as runner
+import spacing.atomic, spacing.checkpoint, spacing.record, spacing.runner as runner
 from tests.conftest import FAST, compose_config
 
 torch.set_num_threads(int(sys.argv[2]))  # the test process's: CPU numbers are identical only at one thread count
@@ -246,12 +245,12 @@ runner.run(compose_config([*FAST, "trainer.epochs=3"]), sys.argv[1])
 """
 KILLS = {
     "inside the checkpoint write": """
-        real_save = runner.torch.save
+        real_save = torch.save
         def save(state, handle):
             if state["progress"]["epoch"] == 2:
                 handle.write(b"PK\\x03\\x04 half a zip"); handle.flush(); die()
             real_save(state, handle)
-        runner.torch.save = save
+        torch.save = save
     """,
     "between keeping the previous checkpoint and renaming the new one": """
         real_replace = os.replace
@@ -270,7 +269,7 @@ KILLS = {
         spacing.record.atomic_write_text = write
     """,
     "while the finished run deletes its checkpoints": """
-        runner.remove_checkpoints = lambda *args, **kwargs: die()
+        spacing.checkpoint.remove_checkpoints = lambda *args, **kwargs: die()
     """,
 }
 

@@ -18,7 +18,8 @@ import pytest
 from spacing.errors import ConfigError
 from spacing.methods.baseline import Baseline
 from spacing.record import HISTORY_COLUMNS, read_result
-from spacing.runner import CHECKPOINT_FILE, run
+from spacing.contract import CHECKPOINT_FILE
+from spacing.runner import run
 from tests.conftest import ROOT, run_cli
 
 RECORD_KEYS = {
@@ -147,13 +148,11 @@ def test_checkpoints_are_read_onto_the_cpu_whatever_the_training_device(make_con
     """RNG states must be CPU tensors; a GPU map_location would break every resume on a GPU."""
     import torch
 
-    import spacing.runner as runner
-
     run(make_config("trainer.epochs=1", "trainer.keep_checkpoint=true"), tmp_path / "a")
     (tmp_path / "a" / "result.json").unlink()
     seen = []
     original = torch.load
-    monkeypatch.setattr(runner.torch, "load", lambda *a, **k: (seen.append(k.get("map_location")), original(*a, **k))[1])
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (seen.append(k.get("map_location")), original(*a, **k))[1])
     run(make_config("trainer.epochs=1", "trainer.keep_checkpoint=true"), tmp_path / "a")
     assert seen == ["cpu"]
 

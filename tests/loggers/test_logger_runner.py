@@ -20,7 +20,8 @@ from spacing.compose import explain
 from spacing.errors import ConfigError
 from spacing.loggers.base import Logger, RunInfo, run_name
 from spacing.methods.baseline import Baseline
-from spacing.runner import Trainer, run
+from spacing.loop import Trainer
+from spacing.runner import run
 
 from .helpers import REPO, SYNTHETIC, compose_config, history_series, read_result
 

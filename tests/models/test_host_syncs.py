@@ -16,7 +16,8 @@ import torch
 from spacing.bench.syncs import SyncRecorder, syncs_per_step
 from spacing.config import to_config, to_dict
 from spacing.record import RunRecord
-from spacing.runner import Trainer
+from spacing.build import build_run
+from spacing.loop import Trainer
 from tests.conftest import compose_config
 
 LOG_EVERY = 4
@@ -47,7 +48,7 @@ METHODS = {
 
 def trainer_for(overrides: list[str], out_dir: Path) -> Trainer:
     config = to_config(compose_config([*RUN, *overrides]))
-    return Trainer(config, to_dict(config), RunRecord(out_dir, to_dict(config)), out_dir)
+    return Trainer(build_run(config), RunRecord(out_dir, to_dict(config)))
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -14,7 +14,8 @@ from spacing.data import build_data
 from spacing.methods.base import Method
 from spacing.models import build_model, compile_module
 from spacing.models.compiled import compile_backend
-from spacing.runner import CHECKPOINT_FILE, run
+from spacing.contract import CHECKPOINT_FILE
+from spacing.runner import run
 from spacing.speed import Speed
 from tests.conftest import TINY, build_method_for, compose_config
 

@@ -1,0 +1,150 @@
+"""A cell dir's checkpoints: saving each epoch's state, reading it back, and whether it may be resumed.
+
+``checkpoint.pt`` holds the last epoch's state and ``checkpoint.prev.pt`` the one before, so a
+damaged last checkpoint (a kill inside its write, a full disk, a bad sector) costs one epoch,
+not the run: :func:`read_checkpoints` falls back on the previous one and names what it passed
+over, which the run record keeps as ``checkpoint_recoveries``. Each save is atomic
+(:func:`spacing.atomic.atomic_write`) and is also the heartbeat of the cell's claim.
+
+A checkpoint (or a completed record) is continued only by a run of the same config, up to the
+keys that do not change the numbers (:func:`refuse_other_config`, the one such check).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spacing.atomic import atomic_write
+from spacing.claim import Claim
+from spacing.contract import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE
+from spacing.errors import ConfigError
+from spacing.neutral import comparable
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEYS = ("progress", "method", "schedules", "rng", "history", "config")
+"""What a checkpoint of this harness holds at least (:meth:`spacing.loop.Trainer.state_dict`)."""
+
+
+@dataclass
+class Resumable:
+    """What a cell dir's checkpoints offer a resume: the newest readable state, and the damaged ones passed over."""
+
+    state: dict[str, Any] | None = None
+    path: Path | None = None
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state["progress"]["epoch"]) if self.state is not None else 0
+
+    def recoveries(self) -> list[dict[str, Any]]:
+        """The record's ``checkpoint_recoveries``: those the resumed checkpoint carries, plus one per damaged file now."""
+        earlier = list(self.state.get("recoveries", [])) if self.state is not None else []
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return earlier + [
+            {
+                "at": now,
+                "unreadable": path.name,
+                "error": reason,
+                "resumed_from": self.path.name if self.path is not None else None,
+                "resumed_at_epoch": self.epoch,
+            }
+            for path, reason in self.unreadable
+        ]
+
+
+def read_checkpoints(out_dir: Path) -> Resumable:
+    """The newest readable checkpoint in `out_dir` (the last one, else the one before), noting damaged ones.
+
+    A missing last checkpoint with a previous one present is a kill between the two renames of a
+    checkpoint write (see :func:`~spacing.atomic.atomic_write`), not damage.
+    """
+    found = Resumable()
+    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        try:
+            # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
+            # optimizer state to where the live tensors are.
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else ["all"]
+            if missing:
+                raise ValueError(f"not a checkpoint of this harness (missing {', '.join(missing)})")
+        except Exception as exc:  # any way a damaged file fails to load: truncated zip, bad pickle, empty
+            reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            log.warning("cannot read %s (%s); falling back on an earlier checkpoint", path, reason)
+            found.unreadable.append((path, reason))
+            continue
+        found.state, found.path = state, path
+        break
+    return found
+
+
+def refuse_other_config(
+    out_dir: Path, config: dict[str, Any], completed: dict[str, Any] | None, resumable: Resumable
+) -> None:
+    """Raise ConfigError, before anything is written, when what `out_dir` saved is of another config than `config`.
+
+    `completed` is the dir's completed run record (if any), `resumable` its checkpoints; both are
+    compared with `config` without the keys that do not change the numbers (:mod:`spacing.neutral`).
+    """
+    numbers = comparable(config)
+    if completed is not None and comparable(completed.get("config", {})) != numbers:
+        raise ConfigError(
+            f"{out_dir} already holds a completed run of a different config; "
+            "choose another output dir (hydra.run.dir=...) or move that one away."
+        )
+    if resumable.state is not None and comparable(resumable.state["config"]) != numbers:
+        raise ConfigError(
+            f"{resumable.path} was written by a run with a different config; choose another output dir, "
+            f"set trainer.resume=false, or delete {CHECKPOINT_FILE} and {PREVIOUS_CHECKPOINT_FILE} there."
+        )
+
+
+def remove_checkpoints(out_dir: Path, keep_last: bool = False) -> None:
+    """Delete the cell's checkpoints (all but the last with `keep_last`)."""
+    names = (PREVIOUS_CHECKPOINT_FILE,) if keep_last else (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE)
+    for name in names:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+class Checkpoints:
+    """Where one run saves its epochs: checkpoint.pt, the previous one kept as checkpoint.prev.pt.
+
+    `resumed` is what the run continues from: saves then replace checkpoint.pt (and, when the
+    run resumed from checkpoint.prev.pt because the last one was missing or damaged, leave that
+    good previous one in place until a new one exists).
+    """
+
+    def __init__(self, out_dir: Path, claim: Claim | None = None, resumed: Resumable | None = None) -> None:
+        self.out_dir = out_dir
+        self.claim = claim
+        resumed = resumed or Resumable()
+        self.saved_epoch = resumed.epoch
+        """The epoch the newest good checkpoint on disk holds: where a re-launch would resume."""
+        self._rotate = resumed.path is not None and resumed.path.name == CHECKPOINT_FILE
+        """Whether checkpoint.pt holds this run's newest state, to be kept as checkpoint.prev.pt on the next save."""
+
+    def save(self, state: dict[str, Any], epoch: int) -> None:
+        """Write `state` (that of epoch `epoch`) to checkpoint.pt, keeping the one before as checkpoint.prev.pt.
+
+        Only while this process still holds the cell's claim; each save is also a heartbeat.
+        """
+        if self.claim is not None:
+            self.claim.refresh()
+        previous = self.out_dir / PREVIOUS_CHECKPOINT_FILE if self._rotate else None
+        atomic_write(self.out_dir / CHECKPOINT_FILE, lambda handle: torch.save(state, handle), previous=previous)
+        self._rotate = True
+        self.saved_epoch = epoch
+
+    def remove(self, keep_last: bool = False) -> None:
+        """The run completed: its checkpoints go (the last one stays with `keep_last`)."""
+        remove_checkpoints(self.out_dir, keep_last)
