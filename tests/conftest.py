@@ -1,35 +1,19 @@
-"""Shared fixtures: compose the real Hydra config (as the CLI does) and run it into tmp dirs."""
+"""Fixtures every test folder may use: configs composed as the CLI composes them, and a SLURM cluster.
+
+Helpers that tests import by name live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from spacing.build import build_run
-from spacing.compose import register_configs
-from spacing.config import Config
-from spacing.data import DataBundle
-from spacing.methods import Method
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-TINY = ("dataset=synthetic", "dataset.train_size=200", "model=small_cnn", "model.width=4", "trainer.batch_size=16")
-"""A method's config at the smallest size that still has several batches per epoch."""
-FAST = ("trainer.epochs=1", "trainer.device=cpu", "dataset=synthetic", "model=small_cnn", "model.width=8")
-
-
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config `python run.py <overrides>` would run, composed with Hydra's compose API."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from tests.helpers import FAST, compose_config
 
 
 @pytest.fixture
@@ -42,30 +26,32 @@ def make_config() -> Callable[..., DictConfig]:
     return make
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`python run.py ARGS` in a subprocess, as a user would type it."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def slurm() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """A SLURM cluster this process can submit to; returns a runner of SLURM commands.
 
+    Start one with `tests/slurm/start_slurm.sh --install` and `source /tmp/spacing-slurm/env.sh`
+    (`.ci/run` does both). Without one the SLURM tests skip, except in CI (CI=true), where they fail.
+    """
+    reason = None
+    if shutil.which("sbatch") is None:
+        reason = "sbatch is not on PATH"
+    elif not os.environ.get("SLURM_CONF"):
+        reason = "SLURM_CONF is not set"
+    else:
+        ping = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+        if ping.returncode != 0 or not ping.stdout.strip():
+            reason = f"sinfo does not answer ({ping.stderr.strip() or 'no nodes'})"
+    if reason is not None:
+        message = (
+            f"no SLURM cluster: {reason}; start one with tests/slurm/start_slurm.sh --install "
+            "and source /tmp/spacing-slurm/env.sh"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI must run the SLURM tests)")
+        pytest.skip(message)
 
-def build_method_for(config: Config, epochs: int = 2) -> tuple[Method, DataBundle]:
-    """The method and data of `config` for `epochs` epochs on the CPU, built as a run builds them."""
-    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, epochs=epochs, device="cpu"))
-    parts = build_run(config)
-    return parts.method, parts.data
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=True)
 
-
-def train_epochs(method: Method, data: DataBundle, epochs: int) -> int:
-    """Drive `method` through `epochs` epochs as the runner does (without evaluation); returns the steps taken."""
-    step = 0
-    for epoch in range(epochs):
-        for batch in data.train.epoch(epoch):
-            method.train_step(batch, step)
-            step += 1
-        method.end_epoch(epoch)
-    return step
+    return command

@@ -112,7 +112,7 @@ class Sizes:
     """Train size of the host-sync and compile-coverage runs: small, and leaving a short last batch."""
     tolerance: float
     """Largest bf16 - fp32 gap in test accuracy that passes (generous for the toy runs of the quick
-    mode, which keep the check working; the parity evidence on CPU is tests/methods/test_precision_parity.py)."""
+    mode, which keep the check working; the parity evidence on CPU is tests/spacing/test_speed_precision.py)."""
     log_every: int
     """trainer.log_every of the host-sync check: where syncs are allowed."""
     speed_model: str
@@ -332,7 +332,7 @@ def check_resume(sizes: Sizes, device: torch.device, quick: bool, tmp: Path, say
         torch.save(checkpoint, out_dir / CHECKPOINT_FILE)
         how += " (1 GPU here: rewritten with 2 CUDA RNG states, the old format), resumed with 1 visible"
     else:
-        how += ", resumed in a new process (no GPU: the GPU count is simulated by tests/models/test_gpu_resume.py)"
+        how += ", resumed in a new process (no GPU: the GPU count is simulated by tests/spacing/test_seeding.py)"
     child = resume_in_new_process(out_dir, quick, device.type, visible)
     record = read_result(out_dir) or {}
     if child.returncode != 0 or record.get("status") != COMPLETED:

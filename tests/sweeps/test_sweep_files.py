@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spacing.compose import register_configs
 from spacing.config import Config, to_config
-from tests.conftest import CONF, ROOT
+from tests.helpers import CONF, ROOT
 
 SWEEPS = ROOT / "sweeps"
 NAMES = sorted(path.stem for path in SWEEPS.glob("*.yaml"))
