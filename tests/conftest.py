@@ -27,6 +27,17 @@ TINY = ("dataset=synthetic", "dataset.train_size=200", "model=small_cnn", "model
 FAST = ("trainer.epochs=1", "trainer.device=cpu", "dataset=synthetic", "model=small_cnn", "model.width=8")
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_thread_count():  # type: ignore[no-untyped-def]
+    """Restore torch's CPU thread count after each test: code under test may set it (benchmarks,
+    the CLI), and CPU numbers are reproducible only at one thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python run.py <overrides>` would run, composed with Hydra's compose API."""
     register_configs()

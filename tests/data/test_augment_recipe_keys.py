@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from spacing.config import AugmentConfig, DatasetConfig, SyntheticDatasetConfig, to_config
 from spacing.data import build_data
-from spacing.data.augment import BatchAugment, CifarAutoAugment, warp
+from spacing.data.augment import BatchAugment, warp
+from spacing.data.autoaugment import geometric_operation
 from spacing.data.pil import PILAugment, pil_transform
 from spacing.errors import ConfigError
 from tests.conftest import compose_config
@@ -29,7 +30,8 @@ def test_crop_padding_takes_the_fill_grey_level_like_a_padded_crop() -> None:
 def test_autoaugment_fills_with_the_fill_grey_level() -> None:
     images = torch.full((2, 3, 16, 16), 50, dtype=torch.uint8)
     for fill in (0, 128):
-        moved = CifarAutoAugment(fill)._apply(images, "TranslateX", 8.0)
+        everyone = torch.ones(2, dtype=torch.bool)
+        moved = geometric_operation(images, {"TranslateX": everyone}, torch.full((2,), 8.0, dtype=torch.float64), fill)
         assert set(moved[:, :, :, :8].unique().tolist()) == {fill} and set(moved[:, :, :, 8:].unique().tolist()) == {50}
 
 
