@@ -85,6 +85,9 @@ class Method(ABC):
     targets: tuple[str, ...]
     """Evaluation targets, in the order they are reported; the first is shown in the progress bar."""
 
+    controls: MethodConfig | None = None
+    """For a control run, the config of the spaced cell it controls (``cfg`` is the massed run it trains)."""
+
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         if math.isinf(cfg.interval) and not self.supports_offline:
             raise ConfigError(
@@ -99,6 +102,14 @@ class Method(ABC):
     @property
     def strength(self) -> float | None:
         return None if self.strength_name is None else float(getattr(self.cfg, self.strength_name))
+
+    def control(self) -> dict[str, Any] | None:
+        """The record's ``control``: None for an ordinary run, else the kind and the spaced cell it controls."""
+        spaced = self.controls
+        if spaced is None:
+            return None
+        strength = None if self.strength_name is None else float(getattr(spaced, self.strength_name))
+        return {"kind": spaced.control_kind, "interval": spaced.interval, "strength": strength, "schedule": spaced.schedule}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The mixed-precision region for a forward pass and its loss, never for backward or a step.
