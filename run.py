@@ -28,6 +28,7 @@ from spacing.claim import RUNNING_ELSEWHERE, RunningElsewhere
 from spacing.config import SCHEMAS, Config
 from spacing.errors import UserError
 from spacing.runner import run
+from spacing.sweeper import register_plugin
 
 log = logging.getLogger("run")
 
@@ -36,7 +37,8 @@ EXIT_DIVERGED = 3
 
 
 def register_configs() -> None:
-    """Put the dataclass schemas where the YAML options in conf/ extend them."""
+    """Put the dataclass schemas where the YAML options in conf/ extend them, and the grid sweeper where Hydra finds it."""
+    register_plugin()
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():
