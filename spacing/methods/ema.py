@@ -4,10 +4,14 @@ A shadow copy follows the model, ``theta_ema <- decay * theta_ema + (1 - decay) 
 only at the schedule's refresh steps: every step when massed, every S steps when spaced, after
 random gaps when random. The update is one fused lerp over all parameters.
 
-BatchNorm running statistics of the shadow (``method.buffers``): ``average`` them like the
-weights (default, as timm does), ``copy`` the model's, ``recompute`` them from train batches
-with the shadow's own weights before each evaluation (the most faithful to the averaged
-weights), or ``none``: never update them, as the paper's code did (parameters only).
+BatchNorm running statistics of the shadow (``method.buffers``): ``recompute`` them from train
+batches with the shadow's own weights before each evaluation (default, as SWA does: the only
+policy whose statistics belong to the averaged weights however rarely they are refreshed),
+``average`` them like the weights (as timm does), ``copy`` the model's, or ``none``: never update
+them, as the paper's code did (parameters only).
+
+The shadow starts at the initial weights, which keep a share decay^k after k refreshes (counter
+``ema_initial_weight``): a spaced shadow refreshed a few times is still partly the untrained model.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class SpacedEMA(Baseline):
         self.cfg: EmaConfig = cfg
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.updates = 0
+        self.initial_weight = 1.0
         self.first_update: int | None = None
         self.last_update: int | None = None
 
@@ -78,6 +83,7 @@ class SpacedEMA(Baseline):
                 else:
                     shadow.copy_(live)
         self.updates += 1
+        self.initial_weight *= self.cfg.decay
         self.first_update = step if self.first_update is None else self.first_update
         self.last_update = step
 
@@ -96,11 +102,17 @@ class SpacedEMA(Baseline):
         return {**super().predict(images), "ema": self.ema(images)}
 
     def counters(self) -> dict[str, float | None]:
-        return {"ema_updates": self.updates, "ema_first_update_step": self.first_update, "ema_last_update_step": self.last_update}
+        return {
+            "ema_updates": self.updates,
+            "ema_first_update_step": self.first_update,
+            "ema_last_update_step": self.last_update,
+            "ema_initial_weight": self.initial_weight,
+        }
 
-    def extra_state(self) -> dict[str, int | None]:
-        return {"updates": self.updates, "first": self.first_update, "last": self.last_update}
+    def extra_state(self) -> dict[str, float | None]:
+        return {"updates": self.updates, "first": self.first_update, "last": self.last_update, "initial_weight": self.initial_weight}
 
-    def load_extra_state(self, state: dict[str, int | None]) -> None:
+    def load_extra_state(self, state: dict[str, float | None]) -> None:
         self.updates = int(state["updates"] or 0)
         self.first_update, self.last_update = state["first"], state["last"]
+        self.initial_weight = float(state["initial_weight"])

@@ -61,5 +61,6 @@ def test_the_ema_default_keeps_a_rarely_refreshed_shadow_as_good_as_the_live_mod
     record = run(config, tmp_path)
     assert record["config"]["method"]["buffers"] == "recompute"  # the default, not set above
     assert record["counters"]["ema_updates"] == 5
+    assert record["counters"]["ema_initial_weight"] == pytest.approx(0.7**5)  # what is left of the initial weights
     metrics = record["metrics"]
     assert abs(metrics["ema"]["test_acc"] - metrics["model"]["test_acc"]) <= 0.01, metrics
