@@ -26,6 +26,7 @@ DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "multistep", "cosine")
 DROPOUT_VARIANTS = ("standard", "max", "cutout")
 EMA_BUFFERS = ("average", "copy", "recompute", "none")
+EVAL_BN = ("recompute", "running")
 SOFT_LOSSES = ("kl", "softce", "paper")
 REPLAYS = ("lagged", "rounds")
 MAX_SCOPES = ("sample", "batch")
@@ -234,6 +235,12 @@ class DropoutConfig(MethodConfig):
     eval_dropout: bool = False
     """The paper's code kept dropout on at test time and advanced its step counter on test forwards
     (validation forwards never advance it)."""
+    eval_bn: str = "recompute"
+    """BatchNorm statistics the model is evaluated with: recompute (the exact statistics of the
+    network as evaluated, i.e. without dropout unless eval_dropout, on `recompute_batches` train
+    batches before each evaluation) or running (those gathered in training under dropout, as the
+    paper's code: their variance shift with the rate at the end of the epoch, see README)."""
+    recompute_batches: int = 20
 
     control_kind: ClassVar[str | None] = "matched_rate"
 
@@ -243,6 +250,8 @@ class DropoutConfig(MethodConfig):
         _require_choice(self.variant, DROPOUT_VARIANTS, "method.variant")
         _require_choice(self.max_scope, MAX_SCOPES, "method.max_scope")
         _require(self.cutout_size >= 1, f"method.cutout_size must be >= 1 pixel; got {self.cutout_size}.")
+        _require_choice(self.eval_bn, EVAL_BN, "method.eval_bn")
+        _require(self.recompute_batches >= 1, f"method.recompute_batches must be >= 1; got {self.recompute_batches}.")
 
     def matched_control(self, schedule: Schedule) -> DropoutConfig:
         """Constant dropout at the schedule's mean rate: p * mean multiplier (2p/pi periodic, p/2 random).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
+from itertools import islice
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -65,6 +66,25 @@ class MethodContext:
     """The run's mixed-precision region (a no-op in fp32); :meth:`Method.autocast` hands it out."""
     grad_scaler: torch.amp.GradScaler | None = None
     """The run's loss scaler under fp16 autocast (None otherwise); :meth:`Method.optimize` applies it."""
+
+
+@torch.no_grad()
+def exact_bn_stats(model: nn.Module, batches: Iterable[Tensor]) -> None:
+    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    for images in batches:
+        model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
@@ -179,6 +199,15 @@ class Method(ABC):
         """Evaluation mode before the forwards of `split` (``val`` or ``test``)."""
         for module in self.modules().values():
             module.eval()
+
+    def recompute_bn_stats(self, model: nn.Module, epoch: int, batches: int) -> None:
+        """Give `model`'s BatchNorm layers the exact statistics of its forwards on the first `batches` train batches of `epoch`.
+
+        For evaluations where the running statistics gathered in training belong to another network
+        than the one evaluated (an averaged shadow; a model trained under dropout, evaluated without).
+        """
+        with self.autocast():
+            exact_bn_stats(model, (batch.images for batch in islice(self.ctx.stream.epoch(epoch), batches)))
 
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         """Hook after the last step of epoch `epoch` (0-based), before evaluation; may train more."""

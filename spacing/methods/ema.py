@@ -17,7 +17,6 @@ The shadow starts at the initial weights, which keep a share decay^k after k ref
 from __future__ import annotations
 
 import copy
-from itertools import islice
 
 import torch
 from torch import Tensor, nn
@@ -26,25 +25,6 @@ from spacing.config import EmaConfig
 from spacing.data import Batch
 from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.baseline import Baseline
-
-
-@torch.no_grad()
-def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
-    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = model.training
-    model.train()
-    for images in batches:
-        model(images)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)
 
 
 class SpacedEMA(Baseline):
@@ -89,9 +69,7 @@ class SpacedEMA(Baseline):
 
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         if self.cfg.buffers == "recompute":
-            batches = islice(self.ctx.stream.epoch(epoch), self.cfg.recompute_batches)
-            with self.autocast():
-                recompute_bn_stats(self.ema, [batch.images for batch in batches])
+            self.recompute_bn_stats(self.ema, epoch, self.cfg.recompute_batches)
         return {}
 
     def eval_mode(self, split: str = "test") -> None:
