@@ -38,6 +38,11 @@ WANDB_MODES = ("offline", "online")
 LOADERS = ("fast", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "true", "false")
+OBJECTIVE_METRICS = ("val_acc", "best_val_acc")
+MAX_SEED = 2**32 - 1
+"""numpy's legacy seeding takes 32 bits."""
+MAX_INTERVAL = 1e6
+"""A longer finite interval than any run trains is meaningless, and its step count overflows."""
 
 
 def _require(ok: bool, message: str) -> None:
@@ -403,6 +408,9 @@ class TrainerConfig:
     """Memory format of models and inputs: auto (on for GPU, off for CPU), true, false."""
     compile: bool = False
     """torch.compile every part of each model (stem, stages, head)."""
+    threads: int | None = None
+    """torch's CPU thread count; null: $SLURM_CPUS_PER_TASK in a SLURM task, cores / n_jobs in a
+    local-launcher worker, else torch's default (see spacing.cli.thread_count)."""
 
     def __post_init__(self) -> None:
         self.channels_last = str(self.channels_last).lower()
@@ -411,20 +419,28 @@ class TrainerConfig:
         _require(self.epochs >= 1, f"trainer.epochs must be >= 1; got {self.epochs}.")
         _require(self.batch_size >= 1, f"trainer.batch_size must be >= 1; got {self.batch_size}.")
         _require(self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1; got {self.eval_batch_size}.")
-        _require(self.lr > 0, f"trainer.lr must be > 0; got {self.lr}.")
+        _require(0 < self.lr < math.inf, f"trainer.lr must be a finite number > 0; got {self.lr}.")
         _require(0 <= self.momentum < 1, f"trainer.momentum must be in [0, 1); got {self.momentum}.")
-        _require(self.weight_decay >= 0, f"trainer.weight_decay must be >= 0; got {self.weight_decay}.")
+        _require(
+            0 <= self.weight_decay < math.inf,
+            f"trainer.weight_decay must be a finite number >= 0; got {self.weight_decay}.",
+        )
         _require(
             not self.nesterov or self.momentum > 0,
             "trainer.nesterov=true needs trainer.momentum > 0.",
         )
         _require_choice(self.lr_schedule, LR_SCHEDULES, "trainer.lr_schedule")
+        _require(
+            all(m >= 1 for m in self.milestones),
+            f"trainer.milestones must be epochs >= 1; got {list(self.milestones)}.",
+        )
         _require(0 < self.gamma <= 1, f"trainer.gamma must be in (0, 1]; got {self.gamma}.")
         _require(
             self.device in DEVICES or self.device.startswith("cuda:"),
             f"trainer.device must be one of {', '.join(DEVICES)} (or cuda:N); got '{self.device}'.",
         )
         _require(self.log_every >= 1, f"trainer.log_every must be >= 1; got {self.log_every}.")
+        _require(self.threads is None or self.threads >= 1, f"trainer.threads must be >= 1 (or null); got {self.threads}.")
 
 
 @dataclass
@@ -471,6 +487,21 @@ class LoggerConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """What a run returns to a Hydra sweeper (Optuna, Nevergrad, Ax): one validation metric of one target.
+
+    `metric` is a result.json metric measured on the validation split (model selection never
+    looks at test); `target` null means the method's main target.
+    """
+
+    metric: str = "val_acc"
+    target: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_choice(self.metric, OBJECTIVE_METRICS, "objective.metric")
+
+
+@dataclass
 class Config:
     """One run: data x model x method x trainer, and the seed of everything random."""
 
@@ -479,7 +510,16 @@ class Config:
     method: MethodConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.seed <= MAX_SEED, f"seed must be an integer in [0, {MAX_SEED}]; got {self.seed}.")
+        if isinstance(self.method, MethodConfig):
+            _require(
+                math.isinf(self.method.interval) or self.method.interval <= MAX_INTERVAL,
+                f"method.interval must be at most {MAX_INTERVAL:g} epochs, or inf (offline KD); got {self.method.interval:g}.",
+            )
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

@@ -40,6 +40,7 @@ from spacing.loggers import LoggerList, build_loggers
 from spacing.methods import MethodContext, StepStats, build_method
 from spacing.methods.base import merge_stats
 from spacing.models import build_model
+from spacing.neutral import comparable
 from spacing.optim import build_lr_schedule, build_optimizer
 from spacing.record import HISTORY_FILE, RESULT_FILE, RunRecord, hardware, read_result
 from spacing.seeding import restore_rng_state, rng_state, seed_everything
@@ -53,20 +54,6 @@ PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 CHECKPOINT_KEYS = ("progress", "method", "schedules", "rng", "history", "config")
 RUNNER_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, RESULT_FILE, HISTORY_FILE)
 """The files the runner writes into a cell dir (atomically, through temp files)."""
-RESUME_INSENSITIVE = (
-    ("trainer", "resume"),
-    ("trainer", "keep_checkpoint"),
-    ("trainer", "log_every"),
-    ("trainer", "device"),
-    ("trainer", "eval_batch_size"),
-    ("dataset", "root"),
-    ("dataset", "download"),
-    ("dataset", "workers"),
-    ("trainer", "compile"),
-)
-"""Config keys that may differ between a run and its resumption: they do not change the numbers."""
-RESUME_INSENSITIVE_GROUPS = ("logger",)
-"""Config groups that may differ between a run and its resumption (or its skipped re-launch)."""
 
 
 class Diverged(Exception):
@@ -119,7 +106,7 @@ def _run_claimed(
     resume = options.get("resume", True)
     previous = read_result(out_dir)
     if previous is not None and previous.get("status") == "completed":
-        if _comparable(previous.get("config", {})) != _comparable(config_dict):
+        if comparable(previous.get("config", {})) != comparable(config_dict):
             raise ConfigError(
                 f"{out_dir} already holds a completed run of a different config; "
                 "choose another output dir (hydra.run.dir=...) or move that one away."
@@ -131,7 +118,7 @@ def _run_claimed(
             log.info("skipped: %s already holds a completed run of this config", out_dir)
             return previous
     resumable = read_checkpoints(out_dir) if resume else Resumable()
-    if resumable.state is not None and _comparable(resumable.state["config"]) != _comparable(config_dict):
+    if resumable.state is not None and comparable(resumable.state["config"]) != comparable(config_dict):
         raise ConfigError(
             f"{resumable.path} was written by a run with a different config; choose another output dir, "
             f"set trainer.resume=false, or delete {CHECKPOINT_FILE} and {PREVIOUS_CHECKPOINT_FILE} there."
@@ -148,11 +135,12 @@ def _run_claimed(
     try:
         config = to_config(cfg)
         loggers = build_loggers(config.logger)
-        trainer = Trainer(config, config_dict, record, out_dir, loggers, claim=held)
+        trainer = Trainer(
+            config, config_dict, record, out_dir, loggers, Path(sweep_dir) if sweep_dir is not None else None, claim=held
+        )
         if resumable.state is not None:
             assert resumable.path is not None
             trainer.load_checkpoint(resumable.state, resumable.path)
-        loggers.start(record.data, out_dir, Path(sweep_dir) if sweep_dir is not None else None)
         return trainer.fit()
     except RunningElsewhere:
         raise  # this process lost the cell to another: it writes nothing more
@@ -250,17 +238,6 @@ def _disk_full_sentence(path: Path, code: int, saved_epoch: int, config: dict[st
     )
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without the keys listed in RESUME_INSENSITIVE and the groups in RESUME_INSENSITIVE_GROUPS."""
-    out = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
-    for group, key in RESUME_INSENSITIVE:
-        if isinstance(out.get(group), dict):
-            out[group].pop(key, None)
-    for group in RESUME_INSENSITIVE_GROUPS:
-        out.pop(group, None)
-    return out
-
-
 @dataclass
 class Progress:
     """Counters that survive a resume."""
@@ -282,6 +259,7 @@ class Trainer:
         record: RunRecord,
         out_dir: Path,
         loggers: LoggerList | None = None,
+        sweep_dir: Path | None = None,
         claim: Claim | None = None,
     ) -> None:
         self.config = config
@@ -294,6 +272,7 @@ class Trainer:
         """The epoch the newest good checkpoint on disk holds: where a re-launch would resume."""
         self._rotate = False
         """Whether checkpoint.pt holds this run's newest state, to be kept as checkpoint.prev.pt on the next save."""
+        self.sweep_dir = sweep_dir
         trainer = config.trainer
         seed_everything(config.seed)
         self.device = resolve_device(trainer.device)
@@ -350,6 +329,8 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         trainer = self.config.trainer
+        # After the checkpoint (loaded by run()): a resumed run continues its tracker runs.
+        self.loggers.start(self.record.data, self.out_dir, self.sweep_dir, self.record.history, self.data.train.steps_per_epoch)
         log.info(
             "training %s on %s (%s, %d steps/epoch) on %s -> %s",
             self.config.method.name,

@@ -17,8 +17,9 @@ controls to any grid:
 
     python run.py -m +sweep=ema_grid hydra.sweeper.controls=true
 
-Anything that needs a multirun's cells before it runs (a plan, a pre-flight check) calls
-:func:`grid_cells` with the same arguments, so it sees exactly the cells the sweeper launches.
+Everything that needs a multirun's cells before it runs (``spacing plan``, the pre-flight check of
+every launch, ``spacing submit``) gets them from :func:`spacing.compose.job_overrides`, which calls
+:func:`grid_cells` as the sweeper does, so it sees exactly the cells the sweeper launches.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 PLUGIN_PATH = Path(__file__).resolve().parent / "hydra_plugin"
 """Holds ``hydra_plugins/spacing_sweeper.py``: a portion of Hydra's plugin namespace package."""
+GRID_SWEEPER = "hydra_plugins.spacing_sweeper.SpacingSweeper"
+"""The grid sweeper's ``_target_`` (``conf/hydra/sweeper/spacing.yaml``)."""
 CONTROL_KEY = "method.control"
 CONTROL = f"{CONTROL_KEY}=matched"
 

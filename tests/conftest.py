@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import run as cli
+from spacing.compose import register_configs
 from spacing.config import Config, to_dict
 from spacing.data import DataBundle
 from spacing.methods import Method
@@ -29,7 +29,7 @@ FAST = ("trainer.epochs=1", "trainer.device=cpu", "dataset=synthetic", "model=sm
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python run.py <overrides>` would run, composed with Hydra's compose API."""
-    cli.register_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 

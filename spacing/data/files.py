@@ -19,10 +19,11 @@ DEFAULT_CACHE = "~/.cache/spacing"
 
 
 def dataset_root(cfg: DatasetConfig) -> Path:
-    """The folder that holds `cfg.name`'s files."""
-    if cfg.root:
-        return Path(cfg.root).expanduser()
-    return Path(os.environ.get(DATA_ENV) or DEFAULT_CACHE).expanduser() / cfg.name
+    """The folder that holds `cfg.name`'s files; raises DataError when that path is a file."""
+    root = Path(cfg.root).expanduser() if cfg.root else Path(os.environ.get(DATA_ENV) or DEFAULT_CACHE).expanduser() / cfg.name
+    if root.exists() and not root.is_dir():
+        raise DataError(f"dataset.root {root} is a file, not a folder; point dataset.root at the folder that holds the {cfg.name} files.")
+    return root
 
 
 def download(url: str, folder: Path, filename: str, md5: str, allowed: bool, unpacked: str | None = None) -> Path:

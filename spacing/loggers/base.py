@@ -1,6 +1,6 @@
 """What every experiment tracker receives, and the metric names it receives it under.
 
-A tracker is a :class:`Logger`: it is started once with a :class:`RunInfo`, gets flat
+A tracker is a :class:`Logger`: it is started once per process with a :class:`RunInfo`, gets flat
 ``{name: number}`` dicts per logged step and per epoch, and is finished with the run's status and
 final numbers. The names are built here, once, so every tracker shows the same series:
 
@@ -153,8 +153,13 @@ class Logger(ABC):
     name: str
 
     @abstractmethod
-    def start(self, info: RunInfo) -> None:
-        """Open the tracker's run and send the config, tags and output dir."""
+    def start(self, info: RunInfo, resume_id: str | None) -> str | None:
+        """Open the tracker's run and send the config, tags and output dir; return its run id.
+
+        `resume_id` is the id this tracker returned when the same run started before (it is
+        resuming from a checkpoint): the tracker continues that run instead of opening another.
+        A tracker without run ids (TensorBoard: event files in the run dir) returns None.
+        """
 
     @abstractmethod
     def log_step(self, step: int, values: dict[str, float]) -> None:

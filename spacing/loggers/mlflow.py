@@ -5,7 +5,8 @@ Without ``logger.mlflow.tracking_uri`` the store is ``<sweep dir>/mlflow.db`` wi
 after it (``spacing`` for a single run). MLflow 3 keeps its file store in maintenance mode and
 refuses it by default, so the local store is SQLite; its creation is serialised with a file
 lock because a sweep's cells may start at the same moment. MLflow's usage telemetry is off
-unless ``MLFLOW_DISABLE_TELEMETRY`` is set.
+unless ``MLFLOW_DISABLE_TELEMETRY`` is set. A run resumed from its checkpoint continues the same
+MLflow run (its id is kept in the run dir).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ LOCK_FILE = "mlflow.lock"
 DEFAULT_EXPERIMENT = "spacing"
 MAX_PARAMS_PER_CALL = 100
 """MLflow's limit on params in one log_batch."""
+STEP_KEY = "step/lr"
+EPOCH_KEY = "lr"
+"""Metrics sent at every logged step and every epoch (spacing.loggers.base): what a store holds is read from them."""
 RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "running": "KILLED"}
 """Run record status -> MLflow run status (``running`` at the end means the run was interrupted)."""
 
@@ -50,8 +54,12 @@ class MlflowLogger(Logger):
         self.info: RunInfo | None = None
         self.pending: Any = None
         """The last metric batch, logged in the background while training goes on."""
+        self.held_step = 0
+        self.held_epoch = 0
+        """What a resumed run's store already holds: its last global step and epoch (sent again, they are skipped)."""
 
-    def start(self, info: RunInfo) -> None:
+    def start(self, info: RunInfo, resume_id: str | None) -> str:
+        """A resumed run continues its MLflow run when the store still holds it (status RUNNING again)."""
         self.info = info
         experiment = info.group or DEFAULT_EXPERIMENT
         if self.cfg.tracking_uri:
@@ -62,11 +70,31 @@ class MlflowLogger(Logger):
             with _exclusive(info.store_dir / LOCK_FILE):
                 self.client = self._client_class(f"sqlite:///{info.store_dir / STORE_FILE}")
                 experiment_id = self._experiment_id(experiment, (info.store_dir / ARTIFACTS_DIR).as_uri())
+        if resume_id is not None and self._exists(resume_id):
+            self.run_id = resume_id
+            self.client.update_run(resume_id, status="RUNNING")
+            self.held_step = self._last_step(resume_id, STEP_KEY)
+            self.held_epoch = self._last_step(resume_id, EPOCH_KEY)
+            return resume_id
         run = self.client.create_run(experiment_id, run_name=info.name, tags={**info.tags, "output_dir": str(info.out_dir)})
         self.run_id = run.info.run_id
         params = [self._param(key, str(value)) for key, value in flatten(info.config).items()]
         for first in range(0, len(params), MAX_PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=params[first : first + MAX_PARAMS_PER_CALL])
+        return self.run_id
+
+    def _last_step(self, run_id: str, key: str) -> int:
+        """The highest step at which the store holds `key` for the run (0 when none)."""
+        return max((int(m.step) for m in self.client.get_metric_history(run_id, key)), default=0)
+
+    def _exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -88,10 +116,12 @@ class MlflowLogger(Logger):
             pending.wait()
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        self._log(step, values)
+        if step > self.held_step:
+            self._log(step, values)
 
     def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self._log(epoch, values)
+        if epoch > self.held_epoch:
+            self._log(epoch, values)
 
     def finish(self, status: str, error: str | None, values: dict[str, float]) -> None:
         if self.run_id is None or self.info is None:

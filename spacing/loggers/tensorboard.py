@@ -31,7 +31,9 @@ class TensorBoardLogger(Logger):
         self.writer: Any = None
         self.info: RunInfo | None = None
 
-    def start(self, info: RunInfo) -> None:
+    def start(self, info: RunInfo, resume_id: str | None) -> None:
+        """A resumed run appends to the same folder; TensorBoard drops the points of an interrupted
+        epoch when the same steps arrive again."""
         self.info = info
         self.writer = self._writer_class(log_dir=str(info.out_dir / EVENTS_DIR / info.name))
         tags = "\n".join(f"- {key}: {value}" for key, value in info.tags.items())

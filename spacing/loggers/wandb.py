@@ -4,6 +4,7 @@ Offline runs never touch the network (W&B's error reporting is switched off too,
 ``WANDB_ERROR_REPORTING`` is set); ``wandb sync <run dir>/wandb/offline-run-*`` uploads them
 later. ``logger.wandb.mode=online`` streams to the server instead. Runs of one sweep share a
 W&B group; epoch metrics are plotted against ``epoch``, step metrics against the global step.
+A run resumed from its checkpoint continues the same W&B run (its id is kept in the run dir).
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ class WandbLogger(Logger):
         self.info: RunInfo | None = None
         self.epoch_keys: set[str] = set()
 
-    def start(self, info: RunInfo) -> None:
+    def start(self, info: RunInfo, resume_id: str | None) -> str:
+        """A resumed run keeps its W&B id: online, W&B continues the run; offline, the new
+        ``offline-run-*-<id>`` folder syncs into the same run."""
         self.info = info
         self.run = self.wandb.init(
+            id=resume_id,
+            resume="allow" if resume_id else None,
             project=self.cfg.project,
             entity=self.cfg.entity,
             mode=self.cfg.mode,
@@ -49,11 +54,15 @@ class WandbLogger(Logger):
         )
         self.run.define_metric("epoch")
         self.run.summary["output_dir"] = str(info.out_dir)
+        return str(self.run.id)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(values, step=step)
+        if step >= self.run.step:  # a resumed online run already holds the steps before its current one
+            self.run.log(values, step=step)
 
     def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        if step < self.run.step:
+            return
         for key in sorted(values.keys() - self.epoch_keys):
             self.run.define_metric(key, step_metric="epoch")
         self.epoch_keys |= values.keys()

@@ -1,15 +1,21 @@
-"""Every option of every config group composes and builds its objects."""
+"""Every option of every config group composes and builds its objects; site profiles and the per-user site file compose."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
+import yaml
+from hydra import compose, initialize_config_dir
 
+from spacing.compose import register_configs
 from spacing.config import Config, to_config
 from spacing.data import build_data
 from spacing.methods import METHODS
 from spacing.models import MODELS, build_model
-from tests.conftest import CONF, build_method_for, compose_config
+from tests.conftest import CONF, ROOT, build_method_for, compose_config
 from tests.data.fake_datasets import write_cifar, write_svhn, write_tiny_imagenet
 
 GROUPS = ("dataset", "model", "method", "trainer")
@@ -77,3 +83,33 @@ def test_registries_and_config_groups_agree() -> None:
     assert set(options("model")) <= set(MODELS)
     for name in options("method"):
         assert to_config(compose_config([f"method={name}"])).method.name in METHODS
+
+
+def test_a_cluster_profile_selects_the_slurm_launcher_with_its_site_values() -> None:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+sweep=demo", "cluster=example"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.array_parallelism) == ("gpu", 64)
+    assert cfg.hydra.runtime.choices["cluster"] == "example"
+
+
+def test_an_untracked_site_file_is_picked_up_when_present_and_ignored_by_git(tmp_path) -> None:
+    """conf/site/local.yaml is read if it exists; a config dir given with --config-dir stands in for conf/ here."""
+
+    site = tmp_path / "site" / "local.yaml"
+    site.parent.mkdir()
+    site.write_text("# @package _global_\nhydra:\n  launcher:\n    account: my-lab\n    qos: high\ntrainer:\n  epochs: 3\n")
+    shown = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "cluster=example", "--cfg", "all", f"--config-dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    composed = yaml.safe_load(shown.stdout)
+    assert (composed["hydra"]["launcher"]["account"], composed["hydra"]["launcher"]["qos"]) == ("my-lab", "high")
+    assert composed["hydra"]["launcher"]["partition"] == "gpu" and composed["trainer"]["epochs"] == 3
+    without = subprocess.run([sys.executable, str(ROOT / "run.py"), "--cfg", "job"], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)
+    assert yaml.safe_load(without.stdout)["trainer"]["epochs"] == 10
+    ignored = subprocess.run(["git", "check-ignore", "-q", "conf/site/local.yaml"], cwd=ROOT)
+    assert ignored.returncode == 0, "conf/site/local.yaml must be named in .gitignore"

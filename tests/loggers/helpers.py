@@ -10,7 +10,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from run import register_configs
+from spacing.compose import register_configs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from hydra.errors import MissingConfigException
 
-from run import explain
 from spacing import loggers
+from spacing.compose import explain
 from spacing.errors import ConfigError
 from spacing.loggers.base import Logger, RunInfo, run_name
 from spacing.methods.baseline import Baseline
@@ -40,7 +40,7 @@ class Recording(Logger):
         if method in self.fail_in:
             raise OSError(f"No space left on device ({method})")
 
-    def start(self, info: RunInfo) -> None:
+    def start(self, info: RunInfo, resume_id: str | None) -> None:
         self.info = info
         self._maybe_fail("start")
 

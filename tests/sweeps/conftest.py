@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from spacing.sweep import CELL_FILE
-from tests.conftest import CONF, ROOT
+from spacing.sweep_state import CELL_FILE
+from spacing.config import to_dict
+from spacing.neutral import cell_dir_name
+from tests.conftest import ROOT, compose_config
 
 TINY = ("dataset=synthetic", "model.width=8", "trainer.device=cpu")
 """Cells that train in well under a second per epoch on one CPU core."""
@@ -27,7 +29,7 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["OMP_NUM_THREADS"] = "1"
-    env["HYDRA_FULL_ERROR"] = "1"
+    env.pop("HYDRA_FULL_ERROR", None)  # what a user has: Hydra's short report for bugs, our sentences for the rest
     return env
 
 
@@ -43,8 +45,15 @@ def launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
     )
 
 
+def spacing(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`spacing ARGS` (as `python -m spacing ARGS`) in `cwd`, waited for."""
+    return subprocess.run(
+        [sys.executable, "-m", "spacing", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def launch_in_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """`python run.py -m ARGS` in `cwd`, left running; its output goes to `cwd/driver.log`."""
+    """`python run.py -m ARGS` in `cwd`, left running in a session of its own; its output goes to `cwd/driver.log`."""
     with open(cwd / "driver.log", "w") as log:  # the child keeps its own copy of the file descriptor
         return subprocess.Popen(
             [sys.executable, str(ROOT / "run.py"), "-m", *args],
@@ -53,6 +62,7 @@ def launch_in_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
 
 
@@ -144,3 +154,8 @@ SLURM_CPU = (
     "hydra.launcher.timeout_min=15",
 )
 """The slurm launcher shrunk to the test cluster: CPU-only tasks of one core."""
+
+
+def cell_dir(sweep_dir: Path, *overrides: str) -> Path:
+    """Where a sweep puts the cell of `overrides` (its dir is named from its resolved config)."""
+    return sweep_dir / cell_dir_name(to_dict(compose_config(list(overrides))))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacing.claim import CLAIM_FILE, claim
-from tests.sweeps.conftest import TINY, cells, launch, launch_in_background, record, summary_line, wait_for
+from tests.sweeps.conftest import TINY, cell_dir, cells, launch, launch_in_background, record, summary_line, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def trainings(cell: Path) -> int:
 
 def test_a_cell_held_elsewhere_is_counted_and_left_untouched(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    held_cell = sweep / "dataset=synthetic,model.width=8,seed=0,trainer.epochs=2"
+    held_cell = cell_dir(sweep, *TINY, "trainer.epochs=2", "seed=0")
     held_cell.mkdir(parents=True)
     with claim(held_cell):  # this test process is "another launcher" training seed 0
         result = launch(*TINY, "trainer.epochs=2", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -31,7 +31,7 @@ def test_a_cell_held_elsewhere_is_counted_and_left_untouched(tmp_path: Path) -> 
     assert f"  running elsewhere: {held_cell}" in result.stdout.splitlines()
     assert not (held_cell / "result.json").exists() and not (held_cell / "history.csv").exists()
     assert "is being trained elsewhere by" in (held_cell / "run.log").read_text()
-    assert record(sweep / "dataset=synthetic,model.width=8,seed=1,trainer.epochs=2")["status"] == "completed"
+    assert record(cell_dir(sweep, *TINY, "trainer.epochs=2", "seed=1"))["status"] == "completed"
 
 
 def test_a_second_launch_while_the_first_trains_trains_each_cell_once(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Sweeps on a real single-node SLURM (tests/slurm/start_slurm.sh): one job array per grid, a
 re-launch skips finished cells, and a cancelled, requeued or pre-empted cell resumes from its
-last epoch checkpoint without training its earlier epochs again."""
+last epoch checkpoint without training its earlier epochs again. `spacing submit` submits the
+array and returns; `spacing status`, run from another process, follows it to its analysis."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from tests.sweeps.conftest import (
     marker,
     record,
     resumed_at,
+    spacing,
     summary_line,
     wait_for,
 )
@@ -148,3 +151,63 @@ def test_requeued_and_preempted_cells_come_back_and_resume(slurm: Slurm, tmp_pat
         assert slurm_id(cell) == job
         assert_resumed_without_retraining(cell, interrupted_at[cell])
     assert "this job is preempted" in (preempted / "run.log").read_text()
+
+
+def submitted_array(done: subprocess.CompletedProcess[str], sweep: str, cells: int) -> str:
+    """The array job id `spacing submit` printed (it names the sweep dir and how to follow it)."""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, second = done.stdout.splitlines()[-2:]
+    what = rf"array job (\d+) \({cells} tasks\)" if cells > 1 else r"job (\d+) \(1 task\)"  # submitit submits one cell as a plain job
+    match = re.fullmatch(rf"submitted SLURM {what} for sweep {sweep}", first)
+    assert match is not None, first
+    assert second == f"follow it from any shell with: spacing status {sweep}"
+    return match[1]
+
+
+def status_when(tmp_path: Path, sweep: str, condition: Callable[[str], bool], what: str) -> str:
+    """`spacing status SWEEP` from a fresh process in `tmp_path`, polled until its output satisfies `condition`."""
+
+    def poll() -> str | None:
+        done = spacing("status", sweep, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout if condition(done.stdout) else None
+
+    return str(wait_for(poll, 240, what, interval=1.0))
+
+
+def test_submit_returns_at_once_and_status_follows_the_array_to_its_analysis(slurm: Slurm, tmp_path: Path) -> None:
+    sweep = "multirun/detached"  # as printed: relative to the dir the commands run in
+    args = ("method=baseline", *TINY, "trainer.epochs=2", "method.interval=0,1", "seed=0", *SLURM_CPU, f"hydra.sweep.dir={sweep}")
+    array = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 2)
+    assert slurm("sacct", "-n", "-X", "-P", "-j", array, "-o", "JobID").stdout.strip() or slurm("squeue", "-h", "-j", array).stdout
+
+    out = status_when(tmp_path, sweep, lambda s: f"SLURM job {array}: 2 COMPLETED" in s and "every cell has finished" in s,
+                      f"status to show array {array} completed")
+    lines = out.splitlines()
+    assert lines[0] == f"sweep {sweep}: 2 cells: 2 completed"
+    assert [line.split()[0] for line in lines if line.startswith(f"  completed  {sweep}/")] == ["completed"] * 2
+    assert {marker(cell)["slurm"]["SLURM_ARRAY_JOB_ID"] for cell in cells(tmp_path / sweep)} == {array}
+    # the first status that saw every cell finished analysed the sweep; later ones find it up to date
+    assert f"analysis of {sweep}:" in out or f"analysis is up to date in {sweep}/analysis" in out
+    assert (tmp_path / sweep / "analysis" / "tidy.csv").exists()
+    again = spacing("status", sweep, cwd=tmp_path)
+    assert f"analysis is up to date in {sweep}/analysis" in again.stdout
+
+
+def test_a_cancelled_task_shows_as_unfinished_and_a_second_submit_resumes_it(slurm: Slurm, tmp_path: Path) -> None:
+    sweep = "multirun/detached_cancel"
+    args = (*LONG, "seed=0", *SLURM_CPU, f"hydra.sweep.dir={sweep}")
+    job = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 1)
+    (cell,) = wait_for(lambda: running_cells(tmp_path / sweep, 1, 2), 180, "the cell to train 2 epochs")
+    assert slurm_id(cell) == job
+    shown = f"{sweep}/{cell.name}"
+    slurm("scancel", job)
+    status_when(tmp_path, sweep, lambda s: f"unfinished {shown} {job} CANCELLED" in " ".join(s.split()),
+                "status to show the cancelled cell as unfinished")
+    interrupted_at = history_epochs(cell)[-1]
+
+    again = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 1)
+    assert again != job
+    status_when(tmp_path, sweep, lambda s: f"completed {shown} {again} COMPLETED" in " ".join(s.split()),
+                "status to show the resubmitted cell completed")
+    assert_resumed_without_retraining(cell, interrupted_at)

@@ -4,16 +4,12 @@ with the basic sweeper's own parser."""
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import run as cli
+from spacing.compose import register_configs
 from spacing.config import Config, to_config
 from tests.conftest import CONF, ROOT
 
@@ -25,7 +21,7 @@ SHARED_DIRS = {"online_kd_random": "online_kd_curve"}
 
 def compose_sweep(name: str, *overrides: str) -> DictConfig:
     """What `python run.py -m +sweep=NAME OVERRIDES` composes, hydra node included."""
-    cli.register_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=[f"+sweep={name}", *overrides], return_hydra_config=True)
 
@@ -94,14 +90,3 @@ def test_paper_grids_sweep_the_papers_axes_on_the_papers_recipe(name: str, keys:
     for key, value in must_hold.items():
         assert value in params[key]
     assert len(params["seed"]) >= 3
-
-
-def test_cell_dirs_are_named_by_the_grid_and_leave_out_device_and_logging_keys() -> None:
-    """The dir of a cell depends only on what changes its numbers, so every launch finds it again."""
-    cfg = compose_sweep("baseline", "dataset=digits")
-    cells = BasicSweeper.split_arguments(
-        OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]), None
-    )[0]
-    assert len(cells) == len(list(itertools.product(*grid(cfg).values()))) == 3
-    one = compose_sweep("baseline", "dataset=digits", "trainer.device=cpu", "trainer.log_every=5", *cells[1])
-    assert one.hydra.job.override_dirname == "dataset=digits,seed=1"

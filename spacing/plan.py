@@ -1,0 +1,134 @@
+"""Every cell of a multirun, composed and checked before anything runs.
+
+``spacing plan ARGS`` (ARGS as for ``python run.py -m``) prints each cell's dir, its state (see
+:mod:`spacing.sweep_state`) and the values that make it, and one sentence per bad value. The
+same plan guards every launch: a multirun with an invalid cell submits nothing
+(:class:`spacing.sweep_callback.SweepCallback`). Composing and checking a cell is what the
+launcher does again later; no data, model or torch is touched here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra._internal.hydra import Hydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from spacing.compose import app_config, cell_dir, compose_cell, explain, is_grid, job_overrides, shown
+from spacing.config import to_config
+from spacing.errors import ConfigError
+from spacing.sweep_state import cell_state
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One cell of a grid: its overrides, and either its dir and state or why it is invalid."""
+
+    overrides: tuple[str, ...]
+    dir: Path | None = None
+    state: str | None = None
+    error: str | None = None
+    config: DictConfig | None = None
+    """The cell's whole config (hydra node included), for ``--cfg``."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The cells of one multirun command, in launch order."""
+
+    sweep_dir: Path
+    cells: tuple[PlannedCell, ...]
+    seconds: float
+    sweeper: str | None = None
+    """The sweeper's class when it is not the basic grid sweeper: its cells are chosen while it runs, so
+    only the base config is checked (`cells` then holds it when it is invalid, and nothing else)."""
+
+    @property
+    def invalid(self) -> tuple[PlannedCell, ...]:
+        return tuple(cell for cell in self.cells if cell.error is not None)
+
+    @property
+    def valid(self) -> tuple[PlannedCell, ...]:
+        return tuple(cell for cell in self.cells if cell.error is None)
+
+    def varying(self) -> list[str]:
+        """The keys whose value differs between cells, or that only some cells set (a control cell's
+        ``method.control=matched``): what a cell's line shows."""
+        values: dict[str, set[str]] = {}
+        for cell in self.cells:
+            for override in cell.overrides:
+                key, _, value = override.partition("=")
+                values.setdefault(key, set()).add(value)
+        setting = Counter(o.partition("=")[0] for cell in self.cells for o in cell.overrides)
+        return [key for key, seen in values.items() if len(seen) > 1 or setting[key] < len(self.cells)]
+
+    def errors(self) -> list[str]:
+        """One sentence per bad value, with how many cells it spoils."""
+        counts = Counter(cell.error for cell in self.invalid)
+        return [(f"{count} cells: " if count > 1 else "") + str(error) for error, count in counts.items()]
+
+    def lines(self, cfg: str | None = None) -> list[str]:
+        """The plan as printed: a header with the counts, then one line per cell (and its config with `cfg`)."""
+        if self.sweeper is not None:
+            return [
+                f"sweep {shown(self.sweep_dir)}: the {self.sweeper} sweeper chooses its cells while it runs; "
+                f"the base config was checked in {self.seconds:.1f} s."
+            ]
+        states = Counter(cell.state for cell in self.valid)
+        counts = [f"{states[state]} {state}" for state in sorted(states, key=str)]
+        if self.invalid:
+            counts.append(f"{len(self.invalid)} invalid")
+        lines = [
+            f"sweep {shown(self.sweep_dir)}: {len(self.cells)} cells ({', '.join(counts)}), "
+            f"composed and checked in {self.seconds:.1f} s"
+        ]
+        keys = self.varying()
+        for cell in self.cells:
+            shown_values = " ".join(o for o in cell.overrides if o.partition("=")[0] in keys)
+            where = shown(cell.dir) if cell.dir is not None else "-"
+            lines.append(f"  {cell.state or 'invalid':<10} {where}  {shown_values}".rstrip())
+            if cfg is not None and cell.config is not None:
+                lines += ["    " + line for line in _config_yaml(cell.config, cfg).splitlines()]
+        return lines
+
+
+def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
+    """Compose and check every cell of the multirun `master` (composed in MULTIRUN mode)."""
+    started = time.perf_counter()
+    sweep_dir = Path(str(master.hydra.sweep.dir))
+    if not is_grid(master):
+        try:
+            to_config(app_config(master))
+            checked: tuple[PlannedCell, ...] = ()
+        except ConfigError as exc:
+            checked = (PlannedCell((), error=str(exc)),)
+        name = str(OmegaConf.select(master, "hydra.sweeper._target_")).rpartition(".")[2]
+        return Plan(sweep_dir, checked, time.perf_counter() - started, sweeper=name)
+    cells = []
+    for overrides in job_overrides(hydra, master):
+        cells.append(_plan_cell(hydra, master, tuple(overrides)))
+    return Plan(sweep_dir, tuple(cells), time.perf_counter() - started)
+
+
+def _plan_cell(hydra: Hydra, master: DictConfig, overrides: tuple[str, ...]) -> PlannedCell:
+    try:
+        cell = compose_cell(hydra, master, overrides)
+        to_config(app_config(cell))
+        where = cell_dir(cell)
+    except ConfigError as exc:
+        return PlannedCell(overrides, error=str(exc))
+    except (HydraException, OmegaConfBaseException) as exc:
+        return PlannedCell(overrides, error=explain(exc))
+    return PlannedCell(overrides, where, cell_state(where), config=cell)
+
+
+def _config_yaml(cell: DictConfig, cfg: str) -> str:
+    """What ``--cfg job|hydra|all`` prints for one run, for one cell."""
+    if cfg == "hydra":
+        return OmegaConf.to_yaml(cell.hydra)
+    return OmegaConf.to_yaml(cell if cfg == "all" else app_config(cell))

@@ -1,0 +1,245 @@
+"""The Hydra callback of every multirun: check the grid, mark each cell, count the launch's cells.
+
+A Hydra multirun runs its cells wherever the launcher puts them: in the launching process
+(`basic`), in local worker processes (`local`) or as the tasks of one SLURM job array (`slurm`).
+:class:`SweepCallback`, listed first under ``hydra.callbacks`` in conf/config.yaml, is called by
+Hydra in the launching process at the start and end of the multirun and in each cell's process
+around its job:
+
+- at the start, every cell of a grid is composed and checked (:mod:`spacing.plan`); one invalid
+  cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``;
+- around each job, the cell's ``sweep_cell.json`` says which launch ran it, where, and how it
+  ended; a cell in a worker process of the launching process (``hydra/launcher=local``) ends
+  when the launching process ends;
+- at the end, the launching process reads those files back, so the counts are right whichever
+  process or machine ran a cell, and prints them; the command line then exits with code 4 when a
+  cell did not complete (:func:`launch_exit_code`), after the callbacks listed before this one
+  (the analysis) have run too.
+
+Hydra catches every Exception a callback raises and only warns; refusing a grid and the exit code
+are therefore ``SystemExit``, which it lets through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacing.atomic import atomic_write_text
+from spacing.claim import RUNNING_ELSEWHERE
+from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
+from spacing.record import read_result
+from spacing.sweep_state import CELL_FILE, write_launch
+
+log = logging.getLogger(__name__)
+
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
+"""Environment that says which SLURM job (and array task, and requeue) ran a cell."""
+PARENT_POLL_S = 1.0
+"""How often a worker cell checks that the launching process is still its parent."""
+
+
+def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """One of completed / skipped / failed / diverged / running elsewhere for a cell's job.
+
+    `status` is the run status the task reported (None when it raised past its own handler),
+    `before` and `after` the cell's run record before and after the job. A completed cell whose
+    record did not change was skipped: the runner found a completed run of the same config there.
+    """
+    if status == "completed" and after is not None and after.get("status") == "completed":
+        unchanged = before is not None and all(before.get(k) == after.get(k) for k in ("started_at", "finished_at"))
+        return "skipped" if unchanged else "completed"
+    if status in ("diverged", RUNNING_ELSEWHERE):
+        return status
+    return "failed"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell of one launch as its ``sweep_cell.json`` tells it."""
+
+    dir: Path
+    outcome: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class LaunchSummary:
+    """The cells of one launch, counted by outcome."""
+
+    sweep_dir: Path
+    cells: tuple[Cell, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(cell.outcome == outcome for cell in self.cells)
+
+    @property
+    def not_completed(self) -> tuple[Cell, ...]:
+        """Cells this launch left without a completed run: failed, diverged, or unfinished (killed mid-run).
+
+        A cell running elsewhere is not among them: another launch holds it and will finish it.
+        """
+        return tuple(cell for cell in self.cells if cell.outcome not in ("completed", "skipped", RUNNING_ELSEWHERE))
+
+    def lines(self) -> list[str]:
+        counts = [f"{self.count(o)} {o}" for o in ("completed", "skipped", "failed")]
+        counts += [f"{self.count(o)} {o}" for o in ("diverged", "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
+        lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
+        if self.not_completed:
+            lines.append(
+                "not completed (re-launching the same command retries them; unfinished ones resume from their checkpoint):"
+            )
+        for cell in self.not_completed:
+            lines.append(f"  {cell.outcome}: {cell.dir}" + (f" ({cell.error})" if cell.error else ""))
+        lines += [f"  {RUNNING_ELSEWHERE}: {cell.dir}" for cell in self.cells if cell.outcome == RUNNING_ELSEWHERE]
+        return lines
+
+
+def summarize_launch(sweep_dir: Path, launch: str) -> LaunchSummary:
+    """The cells under `sweep_dir` that launch `launch` ran; a cell still marked running is unfinished."""
+    cells = []
+    for path in sorted(sweep_dir.rglob(CELL_FILE)):
+        try:
+            marker = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if marker.get("launch") != launch:
+            continue
+        outcome = marker.get("outcome")
+        cells.append(Cell(path.parent, "unfinished" if outcome == "running" else outcome, marker.get("error")))
+    return LaunchSummary(sweep_dir, tuple(cells))
+
+
+class SweepCallback:
+    """Hydra callback: check the grid, mark each cell with its launch and outcome, print the counts at the end."""
+
+    def __init__(self) -> None:
+        self.launch: str | None = None
+        self.launcher_pid: int | None = None
+        self.plan: Any = None
+        """The checked grid (a :class:`spacing.plan.Plan`), in the launching process."""
+        self._records_before: dict[str, dict[str, Any] | None] = {}
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self.begin_launch()
+        self.check_grid(config)
+
+    def begin_launch(self) -> None:
+        """Name this launch and its process; set before the launcher pickles this object into the
+        cells' processes, so they carry both."""
+        self.launch = uuid.uuid4().hex
+        self.launcher_pid = os.getpid()
+
+    def check_grid(self, config: Any) -> None:
+        """Compose and check every cell; print one sentence per bad value and end the launch if any."""
+        from hydra.core.global_hydra import GlobalHydra
+
+        from spacing.plan import make_plan
+
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None, "check_grid runs inside a Hydra multirun"
+        self.plan = make_plan(hydra, config)
+        if self.plan.invalid:
+            for sentence in self.plan.errors():
+                print(f"error: {sentence}", file=sys.stderr)
+            invalid = f"{len(self.plan.invalid)} of {len(self.plan.cells)} cells are invalid"
+            what = "its base config is invalid" if self.plan.sweeper else invalid
+            print(f"nothing was launched: {what} (spacing plan ARGS lists the cells).", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR)
+        assert self.launch is not None
+        if self.plan.cells:
+            write_launch(self.plan.sweep_dir, self.launch, [c.dir for c in self.plan.cells], sys.argv)
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        if self.launch is None:  # a single run, not a sweep cell
+            return
+        out_dir = str(config.hydra.runtime.output_dir)
+        self._records_before[out_dir] = read_result(Path(out_dir))
+        self._write(Path(out_dir), "running", None)
+        if self.launcher_pid is not None and os.getppid() == self.launcher_pid:
+            end_with_parent(self.launcher_pid)
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        if self.launch is None:
+            return
+        out_dir = str(config.hydra.runtime.output_dir)
+        after = read_result(Path(out_dir))
+        returned = job_return._return_value  # the property re-raises a failed job's exception
+        status = getattr(returned, "status", None)
+        outcome = cell_outcome(status, self._records_before.pop(out_dir, None), after)
+        error = None
+        if outcome in ("failed", "diverged"):
+            recorded = after.get("error") if after is not None and after.get("status") == outcome else None
+            raised = f"{type(returned).__name__}: {returned}" if isinstance(returned, BaseException) else None
+            error = recorded or raised or "see the log in the cell dir"
+        self._write(Path(out_dir), outcome, error)
+        log.info("%s: %s", outcome, out_dir)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        global _launch_exit_code
+        assert self.launch is not None
+        summary = summarize_launch(Path(str(config.hydra.sweep.dir)), self.launch)
+        print("\n".join(summary.lines()), flush=True)
+        # Not raised here: the callbacks after this one (the analysis) still run; the command line exits with it.
+        _launch_exit_code = EXIT_INCOMPLETE if summary.not_completed else 0
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        """Nothing to do for a single run (Hydra calls every hook of every callback)."""
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        """Nothing to do for a single run."""
+
+    def _write(self, out_dir: Path, outcome: str, error: str | None) -> None:
+        marker = {
+            "launch": self.launch,
+            "outcome": outcome,
+            "error": error,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm": {name: os.environ[name] for name in SLURM_VARIABLES if name in os.environ},
+        }
+        atomic_write_text(out_dir / CELL_FILE, json.dumps(marker, indent=2) + "\n")
+
+
+_launch_exit_code = 0
+
+
+def launch_exit_code() -> int:
+    """The exit code the last multirun of this process earned: 4 when a cell did not complete, else 0."""
+    return _launch_exit_code
+
+
+_watched_parent: int | None = None
+
+
+def end_with_parent(parent: int) -> None:
+    """End this process within a second of `parent` no longer being its parent (it was terminated).
+
+    Worker processes of the local launcher are children of the launching process; without this
+    a worker trains its cell to the end after the launch was stopped. The cell stays ``running``
+    in its record and resumes from its last checkpoint when the sweep is launched again.
+    """
+    global _watched_parent
+    if _watched_parent == parent:  # a worker process runs several cells; one watcher is enough
+        return
+    _watched_parent = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        log.error("the launching process (pid %d) ended; stopping this cell, which resumes when the sweep is launched again",
+                  parent)
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
