@@ -44,6 +44,8 @@ TASK_NAME = "run"
 CELL_DIR_RESOLVER = "spacing.cell_dir"
 """``${spacing.cell_dir:}`` in ``hydra.sweep.subdir``: the cell's dir name from its resolved config."""
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+GRID_SWEEPERS = (BASIC_SWEEPER, GRID_SWEEPER)
+"""Sweepers that launch a fixed grid known up front (Hydra's basic one, and spacing's with its controls)."""
 PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 """Config options that come with an optional extra of this project, and the extra's name."""
 
@@ -99,7 +101,7 @@ def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) ->
 
 def is_grid(master: DictConfig) -> bool:
     """Whether the multirun's sweeper launches a fixed grid known up front (Hydra's basic one, or spacing's)."""
-    return OmegaConf.select(master, "hydra.sweeper._target_") in (BASIC_SWEEPER, GRID_SWEEPER)
+    return OmegaConf.select(master, "hydra.sweeper._target_") in GRID_SWEEPERS
 
 
 def job_overrides(hydra: Hydra, master: DictConfig) -> list[list[str]]:

@@ -407,7 +407,7 @@ class TrainerConfig:
     channels_last: str = "auto"
     """Memory format of models and inputs: auto (on for GPU, off for CPU), true, false."""
     compile: bool = False
-    """torch.compile every part of each model (stem, stages, head)."""
+    """torch.compile each model's entry points (forward, features, stage outputs, self-KD exits) as whole graphs."""
     threads: int | None = None
     """torch's CPU thread count; null: $SLURM_CPUS_PER_TASK in a SLURM task, cores / n_jobs in a
     local-launcher worker, else torch's default (see spacing.cli.thread_count)."""

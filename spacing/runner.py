@@ -301,6 +301,7 @@ class Trainer:
                 seed=config.seed,
                 build_model=make_model,
                 build_optimizer=lambda params: build_optimizer(params, trainer),
+                prepare=self.speed.prepare,
                 autocast=self.speed.autocast,
                 grad_scaler=self.grad_scaler,
             ),
@@ -485,7 +486,7 @@ class Trainer:
             "progress": vars(self.progress).copy(),
             "method": self.method.state_dict(),
             "schedules": {name: s.state_dict() for name, s in self.schedules.items()},
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
             "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
             "history": self.record.history,
             "config": self.config_dict,
@@ -505,7 +506,7 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         for name, schedule in self.schedules.items():
             schedule.load_state_dict(state["schedules"][name])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.device)
         if self.grad_scaler is not None and state.get("grad_scaler"):
             self.grad_scaler.load_state_dict(state["grad_scaler"])
         self.progress = Progress(**state["progress"])

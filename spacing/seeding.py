@@ -15,16 +15,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every generator's state; of the CUDA generators, only that of `device`, the one the run trains on.
+
+    One state, not one per visible GPU: a run checkpointed where 4 GPUs were visible resumes
+    where the scheduler shows it only one.
+    """
     state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_state` captured; the CUDA state goes to `device` (nothing without CUDA).
+
+    Checkpoints written before one state was kept hold a list, one per then-visible GPU: the
+    run used the first of them unless it was told a device index, so that index's state is
+    restored where it exists, else the first.
+    """
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" not in state or device.type != "cuda":
+        return
+    cuda = state["cuda"]
+    if isinstance(cuda, (list, tuple)):
+        index = device.index or 0
+        cuda = cuda[index] if index < len(cuda) else cuda[0]
+    torch.cuda.set_rng_state(cuda, device)

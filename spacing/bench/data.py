@@ -18,8 +18,7 @@ from spacing.data.stream import TrainStream
 from spacing.device import resolve_device
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spacing.bench data", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=50_000, help="synthetic training set size")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=100, help="batches timed per pipeline (after one warm-up batch)")
@@ -28,7 +27,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads of the batched pipeline (default 1, as each PIL worker has one); 0: torch's choice"
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -1,4 +1,4 @@
-"""The reference both benchmarks compare against: the papers' per-image torchvision pipeline.
+"""The reference the data benchmark compares against: the papers' per-image torchvision pipeline.
 
 CIFAR-sized synthetic data (uint8, in memory) wrapped as a torchvision-style dataset that hands
 out PIL images, augmented by RandomCrop(32, padding 4), RandomHorizontalFlip and

@@ -36,13 +36,14 @@ def measure(interval: float, images: int, batch_size: int, mode: str) -> tuple[i
     return queue.peak_nbytes, queue.peak_batches
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spacing.bench replay", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--intervals", type=float, nargs="+", default=[0.5, 1.5, 4.0])
     parser.add_argument("--mode", choices=["lagged", "rounds"], default="lagged")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
     steps_per_epoch = math.ceil(args.images / args.batch_size)
     batch_image_bytes = args.batch_size * math.prod(IMAGE_SHAPE) * 4
     print(f"replay store ({args.mode}), {args.images} images, batch {args.batch_size}, {steps_per_epoch} steps/epoch")
@@ -57,6 +58,3 @@ def main(argv: list[str] | None = None) -> None:
         line = f"replay memory at s={interval:g}: {peak_bytes} bytes ({ratio:.0f}x less than storing images)"
     print(line)
 
-
-if __name__ == "__main__":
-    main()

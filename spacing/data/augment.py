@@ -4,7 +4,8 @@ Working on whole batches (rather than per-image PIL transforms) keeps the data w
 is, and drawing every random choice from one generator seeded per batch makes any batch
 reproducible bit for bit from ``(indices, seed)``: spaced KD replays batches that way instead of
 storing augmented images. Every choice is still made per image (crop offset, flip, angle,
-AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline makes it.
+AutoAugment sub-policy, cutout centre), as the per-image torchvision pipeline makes it. The
+generator lives on the device of the images, so on a GPU no draw is copied from the host.
 
 The pipeline runs in the papers' order: crop, flip, rotation (together, as one gather),
 AutoAugment on uint8 images,
@@ -18,13 +19,12 @@ image (crop padding, rotation corners, AutoAugment's shear and translate) take t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from spacing.config import AugmentConfig
+from spacing.data.autoaugment import CifarAutoAugment
 
 
 def normalize(images: Tensor, mean: Tensor, std: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
@@ -65,26 +65,26 @@ def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: T
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:
     """Turn image i counter-clockwise by `degrees[i]` about its centre (nearest pixel, zero fill)."""
-    n = images.shape[0]
-    return warp(images, 0, torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool), degrees)
+    n, device = images.shape[0], images.device
+    return warp(images, 0, torch.zeros(n, 2, dtype=torch.long, device=device), torch.zeros(n, dtype=torch.bool, device=device), degrees)
 
 
 def random_warp(
     images: Tensor, padding: int, hflip: bool, max_degrees: float, generator: torch.Generator, fill: int = 0
 ) -> Tensor:
     """Random crop with `padding`, flip with probability 1/2 (if `hflip`), rotation in [-max_degrees, max_degrees], per image."""
-    n = images.shape[0]
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
-    degrees = (torch.rand(n, generator=generator) * 2 - 1) * max_degrees
+    n, draw = images.shape[0], {"generator": generator, "device": generator.device}
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), **draw)
+    flip = torch.rand(n, **draw) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool, device=generator.device)
+    degrees = (torch.rand(n, **draw) * 2 - 1) * max_degrees
     return warp(images, padding, offsets, flip, degrees, fill)
 
 
 def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
     """Zero a `length` x `length` square centred on a uniformly drawn pixel of each image (clipped at the border)."""
     n, _, h, w = images.shape
-    centre_y = torch.randint(0, h, (n,), generator=generator).to(images.device)
-    centre_x = torch.randint(0, w, (n,), generator=generator).to(images.device)
+    centre_y = torch.randint(0, h, (n,), generator=generator, device=generator.device).to(images.device)
+    centre_x = torch.randint(0, w, (n,), generator=generator, device=generator.device).to(images.device)
     rows = torch.arange(h, device=images.device)
     cols = torch.arange(w, device=images.device)
     half = length // 2
@@ -92,53 +92,6 @@ def cutout(images: Tensor, length: int, generator: torch.Generator) -> Tensor:
     in_cols = (cols >= centre_x[:, None] - half) & (cols < centre_x[:, None] + half)
     hole = in_rows[:, None, :, None] & in_cols[:, None, None, :]
     return images.masked_fill(hole, 0)
-
-
-class CifarAutoAugment:
-    """AutoAugment, CIFAR-10 policy, with a sub-policy drawn for every image of a batch.
-
-    torchvision's ``v2.AutoAugment`` draws one sub-policy per call from the global RNG, so a
-    batch tensor would get the same operations on every image. Here the draws (sub-policy,
-    whether each of its two operations fires, the sign of signed magnitudes) are made per image
-    from the batch's generator, and each distinct operation is then applied once to the images
-    that drew it, through torchvision's own operation table and kernels.
-    """
-
-    def __init__(self, fill: int = 0) -> None:
-        from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
-
-        self._torchvision = AutoAugment(AutoAugmentPolicy.CIFAR10, fill=fill)
-        self.policies: list[tuple[tuple[str, float, int | None], ...]] = list(self._torchvision._policies)
-        self.space: dict[str, tuple[Any, bool]] = self._torchvision._AUGMENTATION_SPACE
-
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        n, _, h, w = images.shape
-        chosen = torch.randint(0, len(self.policies), (n,), generator=generator)
-        fires = torch.rand(n, 2, generator=generator)
-        negative = torch.rand(n, 2, generator=generator) <= 0.5
-        out = images.clone()
-        for position in range(2):
-            for k, policy in enumerate(self.policies):
-                name, probability, magnitude_bin = policy[position]
-                selected = (chosen == k) & (fires[:, position] <= probability)
-                for sign, members in self._by_sign(name, selected, negative[:, position]):
-                    index = members.nonzero().flatten().to(images.device)
-                    if len(index):
-                        magnitude = sign * self._magnitude(name, magnitude_bin, h, w)
-                        out[index] = self._apply(out[index], name, magnitude)
-        return out
-
-    def _by_sign(self, name: str, selected: Tensor, negative: Tensor) -> list[tuple[float, Tensor]]:
-        signed = self.space[name][1]
-        return [(1.0, selected & ~negative), (-1.0, selected & negative)] if signed else [(1.0, selected)]
-
-    def _magnitude(self, name: str, magnitude_bin: int | None, h: int, w: int) -> float:
-        magnitudes = self.space[name][0](10, h, w)
-        return 0.0 if magnitudes is None else float(magnitudes[magnitude_bin])
-
-    def _apply(self, images: Tensor, name: str, magnitude: float) -> Tensor:
-        tv = self._torchvision
-        return tv._apply_image_or_video_transform(images, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
 
 
 @dataclass

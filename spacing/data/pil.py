@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spacing.config import AugmentConfig
 from spacing.data.augment import cutout
-from spacing.data.stream import Augment, Batch, TrainStream
+from spacing.data.stream import Augment, Batch, TrainStream, to_device
 
 
 class PILCutout:
@@ -118,4 +118,4 @@ class TorchvisionStream(TrainStream):
             pin_memory=self.device.type == "cuda",
         )
         for (indices, seed), (images, labels) in zip(plan, loader, strict=True):
-            yield Batch(images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), indices, seed)
+            yield Batch(to_device(images, self.device), to_device(labels, self.device), indices, seed)

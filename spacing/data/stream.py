@@ -26,6 +26,13 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """`tensor` on `device`; a host tensor bound for a GPU goes through pinned memory, so the copy does not block."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One augmented training batch and what identifies it."""
@@ -76,11 +83,16 @@ class TrainStream:
             yield self.rebuild(indices, seed)
 
     def rebuild(self, indices: Tensor, seed: int) -> Batch:
-        """The batch made of `indices` augmented with `seed`: identical to when it was first drawn."""
-        source_indices = indices.to(self.images.device)
-        images = self.augment(self.images[source_indices], torch.Generator().manual_seed(seed))
+        """The batch made of `indices` augmented with `seed`: identical to when it was first drawn.
+
+        `indices` stay on the host (what a replay keeps); their copy to the device does not
+        block, and the augmentation draws from a generator on the images' device, so building
+        a batch never makes the host wait for the GPU.
+        """
+        source_indices = to_device(indices, self.images.device)
+        images = self.augment(self.images[source_indices], torch.Generator(self.images.device).manual_seed(seed))
         labels = self.labels[source_indices]
-        return Batch(images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), indices, seed)
+        return Batch(to_device(images, self.device), to_device(labels, self.device), indices, seed)
 
 
 class EvalSet:

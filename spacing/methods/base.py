@@ -62,6 +62,8 @@ class MethodContext:
     """Build an architecture by ``model.name`` (None: the run's own model), on the device."""
     build_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     """SGD with the run's trainer settings; the runner attaches the LR schedule."""
+    prepare: Callable[[nn.Module], nn.Module]
+    """Put a module a method adds (self KD's exits) on the device, in the run's memory format, compiled if asked."""
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     """The run's mixed-precision region (a no-op in fp32); :meth:`Method.autocast` hands it out."""
     grad_scaler: torch.amp.GradScaler | None = None
@@ -69,19 +71,28 @@ class MethodContext:
 
 
 @torch.no_grad()
-def exact_bn_stats(model: nn.Module, batches: Iterable[Tensor]) -> None:
-    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+def exact_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
+    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does).
+
+    Each forward runs at momentum 1 (the running stats become that batch's) and the averages
+    are summed here, rather than with PyTorch's cumulative momentum=None, which reads a
+    counter on the host in every layer (a GPU sync, and a graph break in a compiled model).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not batches:
         return
     momenta = [m.momentum for m in norms]
+    stats = [s for m in norms for s in (m.running_mean, m.running_var)]
+    sums = [torch.zeros_like(s) for s in stats]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None
+        m.momentum = 1.0
     was_training = model.training
     model.train()
     for images in batches:
         model(images)
+        torch._foreach_add_(sums, stats)
+    torch._foreach_copy_(stats, torch._foreach_div(sums, float(len(batches))))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
@@ -207,7 +218,7 @@ class Method(ABC):
         than the one evaluated (an averaged shadow; a model trained under dropout, evaluated without).
         """
         with self.autocast():
-            exact_bn_stats(model, (batch.images for batch in islice(self.ctx.stream.epoch(epoch), batches)))
+            exact_bn_stats(model, [batch.images for batch in islice(self.ctx.stream.epoch(epoch), batches)])
 
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         """Hook after the last step of epoch `epoch` (0-based), before evaluation; may train more."""

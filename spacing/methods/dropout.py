@@ -37,7 +37,17 @@ from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats
 
 
-def max_dropout(x: Tensor, rate: float, scope: str = "sample") -> Tensor:
+def standard_dropout(x: Tensor, rate: Tensor) -> Tensor:
+    """Zero each unit with probability `rate` and scale the rest by 1 / (1 - rate), as F.dropout does.
+
+    The rate is a tensor: a compiled model reads it as an input, where F.dropout's Python float
+    would be baked into the graph and recompile it at every new rate.
+    """
+    keep = torch.rand_like(x, dtype=torch.float32) >= rate
+    return x * keep / (1 - rate)
+
+
+def max_dropout(x: Tensor, rate: Tensor | float, scope: str = "sample") -> Tensor:
     """Zero the units whose min-max normalised value exceeds 1 - rate.
 
     The min and max are taken over each sample (``sample``) or over the whole batch tensor
@@ -74,6 +84,8 @@ class SpacedDropout(Method):
         self.model = ctx.build_model(None)
         self.optimizer = ctx.build_optimizer(self.model.parameters())
         self.rates = [0.0] * len(self.model.stages)
+        self._rates = torch.zeros(len(self.rates), device=ctx.device)
+        """`rates` where the dropout hooks read them: tensors, so a compiled model does not recompile per rate."""
         self.forwards = 0
         self.train_steps = 0
         self.train_strength_sum = 0.0
@@ -87,17 +99,18 @@ class SpacedDropout(Method):
         """Move the dropout clock one forward call on; returns the schedule's (first stage's) multiplier for it."""
         multipliers = [self.schedule.multiplier(self.forwards, draw) for draw in range(len(self.rates))]
         self.rates = [self.cfg.p * m for m in multipliers]
+        for index, rate in enumerate(self.rates):
+            self._rates[index].fill_(rate)  # a kernel launch, no host wait
         self.forwards += 1
         return multipliers[0]
 
     def _dropout_hook(self, index: int):  # type: ignore[no-untyped-def]
         def drop(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-            rate = self.rates[index]
-            if rate == 0 or not (self.cfg.eval_dropout or (self.model.training and not self.recomputing)):
+            if not (self.cfg.eval_dropout or (self.model.training and not self.recomputing)):
                 return output
             if self.cfg.variant == "max":
-                return max_dropout(output, rate, self.cfg.max_scope)
-            return F.dropout(output, rate, training=True)
+                return max_dropout(output, self._rates[index], self.cfg.max_scope)
+            return standard_dropout(output, self._rates[index])
 
         return drop
 
@@ -109,7 +122,7 @@ class SpacedDropout(Method):
 
     def _cutout(self, images: Tensor, multiplier: float, step: int) -> tuple[Tensor, int]:
         """The step's cutout and its hole side: per image, or the paper's one hole per batch."""
-        generator = torch.Generator().manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM))
+        generator = torch.Generator(images.device).manual_seed(derive_seed(self.ctx.seed, step, CUTOUT_STREAM))
         if not self.cfg.paper_cutout:
             hole = round(self.cfg.cutout_size * multiplier)
             return cutout(images, hole, generator), hole

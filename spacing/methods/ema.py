@@ -2,7 +2,8 @@
 
 A shadow copy follows the model, ``theta_ema <- decay * theta_ema + (1 - decay) * theta``, but
 only at the schedule's refresh steps: every step when massed, every S steps when spaced, after
-random gaps when random. The update is one fused lerp over all parameters.
+random gaps when random. The update is one fused lerp over all parameters (and averaged
+buffers) and one fused copy of the copied buffers.
 
 BatchNorm running statistics of the shadow (``method.buffers``): ``recompute`` them from train
 batches with the shadow's own weights before each evaluation (default, as SWA does: the only
@@ -55,13 +56,17 @@ class SpacedEMA(Baseline):
     def update(self, step: int) -> None:
         """Move the shadow towards the model by (1 - decay)."""
         weight = 1.0 - self.cfg.decay
-        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), weight)
+        averaged = list(zip(self.ema.parameters(), self.model.parameters()))
+        copied = []
         if self.cfg.buffers in ("average", "copy"):
             for shadow, live in zip(self.ema.buffers(), self.model.buffers()):
                 if self.cfg.buffers == "average" and shadow.is_floating_point():
-                    shadow.lerp_(live, weight)
+                    averaged.append((shadow, live))
                 else:
-                    shadow.copy_(live)
+                    copied.append((shadow, live))
+        torch._foreach_lerp_([shadow for shadow, _ in averaged], [live for _, live in averaged], weight)
+        if copied:
+            torch._foreach_copy_([shadow for shadow, _ in copied], [live for _, live in copied])
         self.updates += 1
         self.initial_weight *= self.cfg.decay
         self.first_update = step if self.first_update is None else self.first_update

@@ -25,7 +25,7 @@ from spacing.config import SelfKDConfig
 from spacing.data import Batch
 from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.distill import SpacedDistillation, feature_loss, soft_loss
-from spacing.models import StagedNet
+from spacing.models import StagedNet, entry_point
 
 
 class MultiExitNet(nn.Module):
@@ -50,6 +50,7 @@ class MultiExitNet(nn.Module):
     def num_exits(self) -> int:
         return len(self.backbone.stage_channels)
 
+    @entry_point
     def exits(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Logits and pooled features of every exit, shallowest first (the last is the deepest)."""
         maps = self.backbone.stage_outputs(x)
@@ -110,7 +111,7 @@ class SelfKD(SpacedDistillation):
     def __init__(self, cfg: SelfKDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: SelfKDConfig = cfg
-        self.net = MultiExitNet(ctx.build_model(None), ctx.num_classes, cfg.feature_loss).to(ctx.device)
+        self.net = ctx.prepare(MultiExitNet(ctx.build_model(None), ctx.num_classes, cfg.feature_loss))
         self.optimizer = ctx.build_optimizer(self.net.parameters())
         self.targets = (*(f"exit{i + 1}" for i in range(self.net.num_exits)), "ensemble")
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from spacing.config import ModelConfig
 from spacing.errors import ConfigError
+from spacing.models.compiled import compile_module, entry_point
 from spacing.models.mobilenet import mobilenetv2
 from spacing.models.resnet import resnet18, resnet34, resnet50, resnet101
 from spacing.models.shufflenet import shufflenetv2
@@ -34,7 +35,7 @@ MODELS: dict[str, Callable[..., StagedNet]] = {
     "vit_tiny": vit_tiny,
 }
 
-__all__ = ["MODELS", "StagedNet", "build_model"]
+__all__ = ["MODELS", "StagedNet", "build_model", "compile_module", "entry_point"]
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int = 32) -> StagedNet:

@@ -1,12 +1,15 @@
 """The shape every model has here: a stem, a list of stages, global pooling and a classifier.
 
 Methods rely on this shape rather than on particular architectures: spaced dropout acts after
-each stage, self KD hangs an exit on each stage, KD reads the pooled feature.
+each stage, self KD hangs an exit on each stage, KD reads the pooled feature. Its three entry
+points are compiled as wholes when the run asks for it (:mod:`spacing.models.compiled`).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from spacing.models.compiled import entry_point
 
 
 class StagedNet(nn.Module):
@@ -25,6 +28,7 @@ class StagedNet(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
+    @entry_point
     def stage_outputs(self, x: Tensor) -> list[Tensor]:
         """The feature map after every stage, shallowest first."""
         outputs = []
@@ -34,19 +38,12 @@ class StagedNet(nn.Module):
             outputs.append(x)
         return outputs
 
+    @entry_point
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Logits and the pooled penultimate feature."""
         features = self.pool(self.stage_outputs(x)[-1])
         return self.classifier(features), features
 
+    @entry_point
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_features(x)[0]
-
-    def compile_parts(self) -> None:
-        """torch.compile the stem, every stage, the pool and the classifier in place.
-
-        Compiling the parts rather than the whole keeps every entry point (``forward``,
-        ``stage_outputs``, ``forward_with_features``) compiled, and parameter names unchanged.
-        """
-        for part in (self.stem, *self.stages, self.pool, self.classifier):
-            part.compile()

@@ -10,6 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from spacing.config import AugmentConfig
 from spacing.data.augment import BatchAugment, CifarAutoAugment, rotate, warp
+from spacing.data.autoaugment import GEOMETRIC, NUM_BINS, colour_operation, geometric_operation
 from spacing.data.pil import PILAugment, pil_transform
 
 N = 1200
@@ -130,3 +131,52 @@ def test_autoaugment_changes_images_as_much_as_torchvision_per_image() -> None:
         lambda out: (out.float() - images.float()).abs().mean(),
     ):
         assert abs(stat(ours) - stat(theirs)) < 0.05 * stat(theirs)
+
+
+TORCHVISION_AUTOAUGMENT = AutoAugment(AutoAugmentPolicy.CIFAR10)
+
+
+def torchvision_operation(image: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+    """torchvision's AutoAugment operation `name` on one uint8 image."""
+    tv = TORCHVISION_AUTOAUGMENT
+    return tv._apply_image_or_video_transform(image, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
+
+
+@pytest.mark.parametrize("name", sorted(set(TORCHVISION_AUTOAUGMENT._AUGMENTATION_SPACE) - {"Identity"}))
+def test_each_autoaugment_operation_with_a_magnitude_per_image_equals_torchvisions(name: str) -> None:
+    generator = torch.Generator().manual_seed(5)
+    n = 48
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    bins, signed = TORCHVISION_AUTOAUGMENT._AUGMENTATION_SPACE[name]
+    magnitudes = torch.zeros(n, dtype=torch.float64)
+    if bins(NUM_BINS, 32, 32) is not None:
+        table = bins(NUM_BINS, 32, 32)
+        magnitudes = torch.tensor([float(table[i]) for i in torch.randint(0, NUM_BINS, (n,), generator=generator)], dtype=torch.float64)
+        if signed:
+            magnitudes *= torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0).double()
+    if name in GEOMETRIC:
+        ours = geometric_operation(images, {name: torch.ones(n, dtype=torch.bool)}, magnitudes)
+    else:
+        ours = colour_operation(name, images, magnitudes)
+    theirs = torch.stack([torchvision_operation(images[i], name, float(magnitudes[i])) for i in range(n)])
+    assert torch.equal(ours, theirs)
+
+
+def test_autoaugment_applies_each_images_drawn_sub_policy_as_torchvision_would() -> None:
+    policy = CifarAutoAugment()
+    n = 256
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    ours = policy(images, torch.Generator().manual_seed(9))
+    generator = torch.Generator().manual_seed(9)  # the same draws, in the same order, made here
+    chosen = torch.randint(0, len(policy.policies), (n,), generator=generator)
+    fires = torch.rand(n, 2, generator=generator)
+    negative = torch.rand(n, 2, generator=generator) <= 0.5
+    space = TORCHVISION_AUTOAUGMENT._AUGMENTATION_SPACE
+    for i in range(n):
+        image = images[i]
+        for position, (name, probability, magnitude_bin) in enumerate(policy.policies[int(chosen[i])]):
+            if fires[i, position] <= probability:
+                bins, signed = space[name]
+                magnitude = 0.0 if bins(NUM_BINS, 32, 32) is None else float(bins(NUM_BINS, 32, 32)[magnitude_bin])
+                image = torchvision_operation(image, name, -magnitude if signed and negative[i, position] else magnitude)
+        assert torch.equal(ours[i], image), i

@@ -1,4 +1,5 @@
-"""``python -m spacing.bench``: a dispatcher over subcommands, each ending in one `<what>: <ratio>x` line.
+"""``python -m spacing.bench``: argparse subcommands, each printing its ratios (``data``: one summary line;
+``train``: one line per speed factor, each ending in its ratio).
 
 Tiny sizes only: these check what the commands print, never how fast anything is.
 """
@@ -12,13 +13,26 @@ import pytest
 from spacing.bench.__main__ import SUBCOMMANDS, main
 
 RATIO_LINE = re.compile(r"^[^:]+: \d+\.\dx$")
+FACTOR_LINE = re.compile(r"^  (?P<label>.+?)\s+(?P<rate>[\d,]+) images/s  (?P<ratio>\d+\.\d\d)x$")
+
+
+def test_help_lists_every_subcommand_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m spacing.bench")
+    for name in SUBCOMMANDS:
+        assert re.search(rf"^    {name}\s+\S", out, re.MULTILINE), name
 
 
 def test_unknown_subcommand_prints_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["nope"])
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip() == f"usage: python -m spacing.bench {{{','.join(SUBCOMMANDS)}}} [options]"
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: python -m spacing.bench [-h] {{{','.join(SUBCOMMANDS)}}}")
+    assert "invalid choice: 'nope'" in err
 
 
 def test_data_bench_reports_both_pipelines_and_their_ratio(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,9 +43,21 @@ def test_data_bench_reports_both_pipelines_and_their_ratio(capsys: pytest.Captur
 
 
 @pytest.mark.slow
-def test_train_bench_reports_reference_and_runner_and_their_ratio(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["train", "--steps", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu"])
+def test_train_bench_prints_one_ratio_per_factor(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["train", "--steps", "2", "--batch-size", "4", "--device", "cpu", "--model", "small_cnn", "--width", "4", "--compile-backend", "eager"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "fast path: fp32, channels_last=False, compile=False" in lines[-4]
-    assert "(a) fp32 loop over the PIL DataLoader" in lines[-3] and "(b) runner, fast path" in lines[-2]
-    assert RATIO_LINE.match(lines[-1]) and lines[-1].startswith("ResNet-18 train step, runner fast path vs fp32 DataLoader loop: ")
+    factors = [FACTOR_LINE.match(line) for line in lines[-6:-1]]
+    assert all(factors), lines
+    assert [m["label"] for m in factors] == [
+        "fp32 loop over device-resident batches",
+        "runner at fp32",
+        "+ bf16",
+        "+ channels_last",
+        "+ compile",
+    ]
+    rates = [float(m["rate"].replace(",", "")) for m in factors]
+    assert factors[0]["ratio"] == "1.00"
+    for previous, rate, match in zip(rates, rates[1:], factors[1:]):  # each ratio is to the line above
+        assert float(match["ratio"]) == pytest.approx(rate / previous, rel=0.03, abs=0.01)
+    assert RATIO_LINE.match(lines[-1]) and lines[-1].startswith("runner fast path vs fp32 loop: ")
+    assert "small_cnn train step, batch 4" in lines[0] and "compile backend eager" in lines[0]

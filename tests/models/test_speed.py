@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spacing.config import Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig
+from spacing.config import Config, MethodConfig, ModelConfig, SyntheticDatasetConfig, TrainerConfig, to_config
 from spacing.data import build_data
 from spacing.methods.base import Method
-from spacing.models import build_model
+from spacing.models import build_model, compile_module
+from spacing.models.compiled import compile_backend
 from spacing.runner import CHECKPOINT_FILE, run
 from spacing.speed import Speed
-from tests.conftest import build_method_for
+from tests.conftest import TINY, build_method_for, compose_config
 
 CPU = torch.device("cpu")
 
@@ -95,15 +96,26 @@ def test_mixed_precision_runs_reach_the_fp32_accuracy(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on CPU needs a C compiler")
-def test_compiled_parts_compute_what_the_eager_model_does() -> None:
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile's inductor on CPU needs a C compiler")
+def test_inductor_compiled_entry_points_compute_what_the_eager_model_does() -> None:
     torch.manual_seed(0)
     eager = build_model(ModelConfig(name="small_cnn", width=8), num_classes=4, in_channels=1, image_size=8).eval()
     compiled = build_model(ModelConfig(name="small_cnn", width=8), num_classes=4, in_channels=1, image_size=8).eval()
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_parts()
+    compile_module(compiled, "inductor")
     assert compiled.state_dict().keys() == eager.state_dict().keys()
     images = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(compiled.stage_outputs(images)[-1], eager.stage_outputs(images)[-1], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(compiled.forward_with_features(images)[1], eager.forward_with_features(images)[1], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(compiled(images), eager(images), rtol=1e-4, atol=1e-4)
+    torch._dynamo.reset()
+
+
+def test_modules_a_method_adds_get_the_runs_memory_format_and_compile() -> None:
+    config = to_config(compose_config(["method=self_kd", *TINY, "dataset.channels=3", "trainer.channels_last=true", "trainer.compile=true"]))
+    method, _ = build_method_for(config)
+    adapter = method.modules()["net"].adapters[0][0]
+    assert adapter.weight.is_contiguous(memory_format=torch.channels_last)
+    assert compile_backend(method.modules()["net"]) == "inductor"  # its exits run as one compiled graph
+    assert compile_backend(method.modules()["net"].backbone) == "inductor"
