@@ -69,6 +69,7 @@ def test_demo_grid_is_an_ema_interval_curve_with_controls_and_seeds_on_offline_d
     assert (cfg.method.name, cfg.dataset.name, cfg.model.name, cfg.trainer.device) == ("ema", "digits", "small_cnn", "cpu")
     assert cfg.hydra.sweeper.controls is True
     assert (cfg.dataset.label_noise, cfg.dataset.val_fraction, cfg.trainer.lr_schedule) == (0.4, 0.2, "cosine")
+    assert cfg.trainer.threads == 1
 
 
 @pytest.mark.parametrize(
