@@ -31,7 +31,9 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 PLUGIN_PATH = Path(__file__).resolve().parent / "hydra_plugin"
 """Holds ``hydra_plugins/spacing_sweeper.py``: a portion of Hydra's plugin namespace package."""
@@ -61,9 +63,17 @@ def grid_cells(overrides: list[Override], compose: Compose, controls: bool = Fal
     expanded = []
     for cell in cells:
         expanded.append(cell)
-        if has_control(compose(cell)):
+        if _spaced_with_control(cell, compose):
             expanded.append([o for o in cell if o.partition("=")[0] != CONTROL_KEY] + [CONTROL])
     return expanded
+
+
+def _spaced_with_control(cell: list[str], compose: Compose) -> bool:
+    """:func:`has_control` of the cell's config; a cell that does not compose has none (the plan reports it)."""
+    try:
+        return has_control(compose(cell))
+    except (HydraException, OmegaConfBaseException):
+        return False
 
 
 def register_plugin() -> None:

@@ -59,6 +59,14 @@ def test_methods_without_a_control_offline_cells_and_explicit_controls_get_none(
     assert cells_of(*given) == [given]
 
 
+def test_a_cell_that_does_not_compose_gets_no_control_and_is_left_for_the_plan_to_report() -> None:
+    assert cells_of("method=ema", "method.interval=0.5,abc") == [
+        ["method=ema", "method.interval=0.5"],
+        ["method=ema", "method.interval=0.5", "method.control=matched"],
+        ["method=ema", "method.interval=abc"],
+    ]
+
+
 def test_a_multirun_with_controls_trains_them_and_the_verdict_reports_the_gain_over_them(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     done = run_cli(
