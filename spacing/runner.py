@@ -308,7 +308,13 @@ class Trainer:
         )
         self.schedules = {name: build_lr_schedule(opt, trainer) for name, opt in self.method.optimizers().items()}
         record.update(
-            strength_name=self.method.strength_name, strength=self.method.strength, epochs=self.method.epochs, data=self.data.sizes
+            interval=self.method.cfg.interval,
+            schedule=self.method.cfg.schedule,
+            strength_name=self.method.strength_name,
+            strength=self.method.strength,
+            control=self.method.control(),
+            epochs=self.method.epochs,
+            data=self.data.sizes,
         )
         self.progress = Progress()
 
