@@ -31,12 +31,12 @@ class Entry:
 
 CATALOGUE: tuple[Entry, ...] = (
     Entry("fig_demo_interval", ("demo",), "interval", ("ema",),
-          "EMA on digits (CPU, minutes): accuracy of the EMA and of the raw model vs interval, massed dashed",
+          "EMA on noisy digits (CPU, minutes): accuracy of the EMA and of the raw model vs interval, controls beside, massed dashed",
           ("ema", "model")),
     Entry("fig_dropout_interval", ("dropout_grid",), "interval", ("dropout",),
           "spaced dropout: accuracy vs interval, one line per rate p (inverted U), massed dashed"),
     Entry("fig_demo_gain", ("demo",), "gain", ("ema",),
-          "EMA on digits: gain of each interval over massed, 95 % CI and per-seed differences"),
+          "EMA on noisy digits: gain of each interval over massed and over its matched-horizon control, 95 % CI, per-seed differences"),
     Entry("fig_dropout_gain", ("dropout_grid",), "gain", ("dropout",),
           "spaced dropout: gain over massed vs interval per rate p, 95 % CI, per-seed differences"),
     Entry("fig_dropout_heatmap", ("dropout_grid",), "heatmap", ("dropout",),

@@ -40,9 +40,13 @@ class RunParts:
     """One per optimizer of the method, by the optimizer's name; stepped after each epoch it trained in."""
 
     def record_fields(self) -> dict[str, Any]:
-        """What the run record says about the built run: hardware, strength, main target, epochs, data sizes."""
+        """What the run record says about the built run: hardware, the cell it trains (a control run
+        trains a massed cell and names the spaced cell it controls), strength, main target, epochs, data sizes."""
         return {
             **hardware(self.device),
+            "interval": self.method.cfg.interval,
+            "schedule": self.method.cfg.schedule,
+            "control": self.method.control(),
             "strength_name": self.method.strength_name,
             "strength": self.method.strength,
             "main_target": self.method.main_target,

@@ -44,6 +44,7 @@ from spacing.claim import RUNNING_ELSEWHERE, RunningElsewhere
 from spacing.compose import (
     CONF_DIR,
     CONFIG_NAME,
+    GRID_SWEEPERS,
     compose_master,
     explain,
     hydra_session,
@@ -283,8 +284,8 @@ def _failed(settings: DictConfig, message: str, status: str) -> Outcome:
 
 
 def _grid(settings: DictConfig) -> bool:
-    """Whether the multirun's sweeper is the basic grid sweeper (which stops at a job that raised)."""
-    return str(OmegaConf.select(settings, "sweeper._target_")).endswith("BasicSweeper")
+    """Whether the multirun's sweeper is a grid sweeper (Hydra's basic one or spacing's, which stop at a job that raised)."""
+    return str(OmegaConf.select(settings, "sweeper._target_")) in GRID_SWEEPERS
 
 
 def objective(record: dict[str, Any], metric: str, target: str | None) -> float | None:

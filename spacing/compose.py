@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
 from hydra.core.config_search_path import SearchPathQuery
@@ -36,6 +35,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 import spacing.config as schema
 from spacing.config import SCHEMAS, Config, method_schemas, to_dict
 from spacing.neutral import cell_dir_name
+from spacing.sweeper import GRID_SWEEPER, grid_cells, register_plugin
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CONFIG_NAME = "config"
@@ -44,13 +44,17 @@ TASK_NAME = "run"
 CELL_DIR_RESOLVER = "spacing.cell_dir"
 """``${spacing.cell_dir:}`` in ``hydra.sweep.subdir``: the cell's dir name from its resolved config."""
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+GRID_SWEEPERS = (BASIC_SWEEPER, GRID_SWEEPER)
+"""Sweepers that launch a fixed grid known up front (Hydra's basic one, and spacing's with its controls)."""
 PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 """Config options that come with an optional extra of this project, and the extra's name."""
 
 
 def register_configs() -> None:
-    """Put the dataclass schemas where the YAML options in conf/ extend them, and every method's config
-    where ``method=<name>`` finds it (a method needs no YAML file of its own)."""
+    """Put the dataclass schemas where the YAML options in conf/ extend them, every method's config
+    where ``method=<name>`` finds it (a method needs no YAML file of its own), and the grid sweeper
+    where Hydra finds it."""
+    register_plugin()
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -100,17 +104,18 @@ def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) ->
 
 
 def is_grid(master: DictConfig) -> bool:
-    """Whether the multirun's sweeper is Hydra's basic one, whose cells are a fixed grid known up front."""
-    return OmegaConf.select(master, "hydra.sweeper._target_") == BASIC_SWEEPER
+    """Whether the multirun's sweeper launches a fixed grid known up front (Hydra's basic one, or spacing's)."""
+    return OmegaConf.select(master, "hydra.sweeper._target_") in GRID_SWEEPERS
 
 
 def job_overrides(hydra: Hydra, master: DictConfig) -> list[list[str]]:
-    """The overrides of every cell of the grid, in launch order, expanded as the basic sweeper does."""
+    """The overrides of every cell of the grid, in launch order, expanded as the grid sweeper does (with its controls)."""
     params = OmegaConf.select(master, "hydra.sweeper.params") or {}
     given = [f"{key}={value}" for key, value in params.items()]
     given += list(OmegaConf.to_container(master.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
     parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(given)
-    return [list(cell) for cell in BasicSweeper.split_arguments(parsed, None)[0]]
+    controls = bool(OmegaConf.select(master, "hydra.sweeper.controls", default=False))
+    return grid_cells(parsed, lambda cell: compose_cell(hydra, master, cell), controls)
 
 
 def compose_cell(hydra: Hydra, master: DictConfig, overrides: Sequence[str]) -> DictConfig:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,17 +21,22 @@ from omegaconf.errors import OmegaConfBaseException
 from spacing.contract import VALIDATION_METRICS
 from spacing.errors import ConfigError
 
+if TYPE_CHECKING:
+    from spacing.schedule import Schedule
+
 SCHEDULES = ("periodic", "random")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "multistep", "cosine")
 DROPOUT_VARIANTS = ("standard", "max", "cutout")
 EMA_BUFFERS = ("average", "copy", "recompute", "none")
+EVAL_BN = ("recompute", "running")
 SOFT_LOSSES = ("kl", "softce", "paper")
 REPLAYS = ("lagged", "rounds")
 MAX_SCOPES = ("sample", "batch")
 ENSEMBLES = ("probs", "logits")
 FEATURE_LOSSES = ("all", "paper")
 FRESH_STEPS = ("deepest", "paper")
+CONTROLS = ("none", "matched")
 WANDB_MODES = ("offline", "online")
 LOADERS = ("fast", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -165,13 +170,19 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """What every method shares: when its ensemble is refreshed.
+    """What every method shares: when its ensemble is refreshed, and whether the run is a control.
 
     `interval` is in epochs (0 = massed: every step; inf = offline, online KD only); `schedule` is
     `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
 
     A method's own config subclasses this and gives `name` its method's name as default: that
     makes it the method's schema and its option ``method=<name>`` (see :func:`method_schemas`).
+
+    `control=matched` makes the run the control of the spaced cell its other keys name: a massed
+    run that matches what the spaced cell changes besides the spacing (EMA: the averaging
+    horizon; dropout: the mean rate). Each method's schema declares its control's `control_kind`
+    and derives the massed config in :meth:`matched_control`; a method without a control has
+    `control_kind` None.
     """
 
     name: str = MISSING
@@ -179,6 +190,11 @@ class MethodConfig:
     schedule: str = "periodic"
     random_max_gap: float = 0.4
     """With schedule=random, gaps between refreshes are drawn uniformly in [1, random_max_gap epochs] steps."""
+    control: str = "none"
+    """none: the cell itself; matched: the massed control of the spaced cell named by the other keys."""
+
+    control_kind: ClassVar[str | None] = None
+    """What a control run of this method matches (the record's ``control.kind``); None: it has none."""
 
     def __post_init__(self) -> None:
         _require(
@@ -190,6 +206,25 @@ class MethodConfig:
             0 < self.random_max_gap < math.inf,
             f"method.random_max_gap must be a positive number of epochs; got {self.random_max_gap}.",
         )
+        _require_choice(self.control, CONTROLS, "method.control")
+        if self.control == "matched":
+            _require(
+                self.control_kind is not None,
+                f"method.control=matched: {self.name} has no control run (see README, Controls); use method.control=none.",
+            )
+            _require(
+                self.schedule == "random" or 0 < self.interval < math.inf,
+                f"method.control=matched controls a spaced cell (0 < method.interval < inf, or method.schedule=random); "
+                f"got method.interval={self.interval}: a massed cell is its own control, use method.control=none.",
+            )
+
+    def matched_control(self, schedule: Schedule) -> MethodConfig:
+        """The massed config that controls this spaced cell, whose refreshes follow `schedule`."""
+        raise NotImplementedError(f"{type(self).__name__} declares no control")
+
+    def _massed(self, **strength: Any) -> Any:
+        """This config as an ordinary massed run with `strength` changed: what a control run trains."""
+        return dataclasses.replace(self, interval=0.0, schedule="periodic", control="none", **strength)
 
 
 @dataclass
@@ -219,6 +254,14 @@ class DropoutConfig(MethodConfig):
     eval_dropout: bool = False
     """The paper's code kept dropout on at test time and advanced its step counter on test forwards
     (validation forwards never advance it)."""
+    eval_bn: str = "recompute"
+    """BatchNorm statistics the model is evaluated with: recompute (the exact statistics of the
+    network as evaluated, i.e. without dropout unless eval_dropout, on `recompute_batches` train
+    batches before each evaluation) or running (those gathered in training under dropout, as the
+    paper's code: their variance shift with the rate at the end of the epoch, see README)."""
+    recompute_batches: int = 20
+
+    control_kind: ClassVar[str | None] = "matched_rate"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -226,6 +269,22 @@ class DropoutConfig(MethodConfig):
         _require_choice(self.variant, DROPOUT_VARIANTS, "method.variant")
         _require_choice(self.max_scope, MAX_SCOPES, "method.max_scope")
         _require(self.cutout_size >= 1, f"method.cutout_size must be >= 1 pixel; got {self.cutout_size}.")
+        _require_choice(self.eval_bn, EVAL_BN, "method.eval_bn")
+        _require(self.recompute_batches >= 1, f"method.recompute_batches must be >= 1; got {self.recompute_batches}.")
+
+    def matched_control(self, schedule: Schedule) -> DropoutConfig:
+        """Constant dropout at the schedule's mean rate: p * mean multiplier (2p/pi periodic, p/2 random).
+
+        `standard` drops a fraction `rate` of the units, so the mean rate is the mean fraction dropped;
+        `max` takes the same rate (its dropped fraction depends on the activations). A cutout hole
+        removes an area that grows with the square of its side, so `cutout` keeps the mean hole area:
+        side cutout_size * sqrt(mean multiplier^2) (L / sqrt(2) periodic, L / sqrt(3) random), rounded
+        to whole pixels.
+        """
+        if self.variant == "cutout":
+            side = round(self.cutout_size * math.sqrt(schedule.mean_multiplier(2)))
+            return self._massed(cutout_size=max(1, side))
+        return self._massed(p=self.p * schedule.mean_multiplier())
 
 
 @dataclass
@@ -235,13 +294,21 @@ class EmaConfig(MethodConfig):
 
     name: str = "ema"
     decay: float = 0.999
-    buffers: str = "average"
-    """BatchNorm running stats of the shadow: average (like the weights), copy (from the model),
-    recompute (fresh statistics from train batches before each evaluation), or none (never
-    updated: the paper's parameters-only average)."""
+    buffers: str = "recompute"
+    """BatchNorm running stats of the shadow: recompute (the statistics of the shadow's own weights,
+    from train batches before each evaluation, as SWA), average (like the weights: wrong when the
+    shadow is refreshed rarely, see README), copy (from the model), or none (never updated: the
+    paper's parameters-only average)."""
     recompute_batches: int = 20
     eval_train_mode: bool = False
     """The paper's code evaluated both models in train mode (batch statistics on test batches)."""
+
+    control_kind: ClassVar[str | None] = "matched_horizon"
+
+    def matched_control(self, schedule: Schedule) -> EmaConfig:
+        """Massed EMA over the same horizon: decay d every S steps averages over about S / (1 - d)
+        steps, massed decay d' over 1 / (1 - d'), so d' = 1 - (1 - d) / S (S: the mean gap between refreshes)."""
+        return self._massed(decay=1.0 - (1.0 - self.decay) / schedule.mean_gap())
 
     def __post_init__(self) -> None:
         super().__post_init__()

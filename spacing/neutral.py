@@ -71,8 +71,9 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
 def cell_dir_name(config: dict[str, Any]) -> str:
     """A sweep cell's dir name: readable identity fields, then a digest of the comparable config.
 
-    E.g. ``ema-i0.5-seed1-3f9a2c1b7e``. Equal comparable configs give equal names; the digest keeps
-    cells apart that differ in anything else (decay, epochs, dataset, ...).
+    E.g. ``ema-i0.5-seed1-3f9a2c1b7e``, and ``ema-i0.5-control-seed1-...`` for the control run of that
+    spaced cell (``method.control=matched``). Equal comparable configs give equal names; the digest
+    keeps cells apart that differ in anything else (decay, epochs, dataset, ...).
     """
     numbers = comparable(config)
     digest = hashlib.sha256(json.dumps(numbers, sort_keys=True).encode()).hexdigest()[:CELL_HASH_LENGTH]
@@ -80,6 +81,8 @@ def cell_dir_name(config: dict[str, Any]) -> str:
     parts = [str(method.get("name")), f"i{_text(method.get('interval'))}"]
     if method.get("schedule") not in (None, "periodic"):
         parts.append(str(method["schedule"]))
+    if method.get("control") not in (None, "none"):
+        parts.append("control")
     parts += [f"seed{numbers.get('seed')}", digest]
     return "-".join(parts)
 

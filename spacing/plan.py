@@ -57,13 +57,15 @@ class Plan:
         return tuple(cell for cell in self.cells if cell.error is None)
 
     def varying(self) -> list[str]:
-        """The keys whose value differs between cells (what a cell's line shows)."""
+        """The keys whose value differs between cells, or that only some cells set (a control cell's
+        ``method.control=matched``): what a cell's line shows."""
         values: dict[str, set[str]] = {}
         for cell in self.cells:
             for override in cell.overrides:
                 key, _, value = override.partition("=")
                 values.setdefault(key, set()).add(value)
-        return [key for key, seen in values.items() if len(seen) > 1]
+        setting = Counter(o.partition("=")[0] for cell in self.cells for o in cell.overrides)
+        return [key for key, seen in values.items() if len(seen) > 1 or setting[key] < len(self.cells)]
 
     def errors(self) -> list[str]:
         """One sentence per bad value, with how many cells it spoils."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spacing.atomic import atomic_write_text
+from spacing.config import SCHEMAS
 from spacing.contract import HISTORY_COLUMNS, HISTORY_FILE, RESULT_FILE, RUNNING, STATUSES
 
 if TYPE_CHECKING:
@@ -104,15 +105,26 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The fields that place a run in a sweep, read leniently so a bad config still gets a record."""
+    """The fields that place a run in a sweep, read leniently so a bad config still gets a record.
+
+    A control run (``method.control=matched``) is massed (interval 0, periodic) and names the spaced
+    cell it controls in ``control``; the trainer fills in the strengths once the method is built.
+    """
     method = config.get("method") or {}
+    interval, schedule, control = method.get("interval"), method.get("schedule"), None
+    if method.get("control") == "matched":
+        schema = SCHEMAS["method"].get(str(method.get("name")))
+        kind = getattr(schema, "control_kind", None) or "matched"
+        control = {"kind": kind, "interval": interval, "strength": None, "schedule": schedule}
+        interval, schedule = 0.0, "periodic"
     return {
         "method": method.get("name"),
-        "interval": method.get("interval"),
-        "schedule": method.get("schedule"),
+        "interval": interval,
+        "schedule": schedule,
         "strength_name": None,
         "strength": None,
         "main_target": None,
+        "control": control,
         "seed": config.get("seed"),
         "dataset": (config.get("dataset") or {}).get("name"),
         "model": (config.get("model") or {}).get("name"),

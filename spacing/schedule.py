@@ -21,6 +21,9 @@ offline (inf)      never                       1
 
 with ``G = max(1, int(random_max_gap * steps_per_epoch))``. Random draws depend only on
 (seed, t, draw), so a schedule is reproducible and a resumed run sees the same refreshes.
+
+A spaced schedule's long-run averages (``mean_gap``, ``mean_multiplier``) are what a control run
+matches: the massed run that refreshes as strongly on average, or averages over as many steps.
 """
 
 from __future__ import annotations
@@ -83,6 +86,27 @@ class Schedule:
     def refresh_steps(self, total_steps: int) -> list[int]:
         """Every refresh step in [0, total_steps)."""
         return [t for t in range(total_steps) if self.is_refresh(t)]
+
+    def mean_gap(self) -> float:
+        """Mean number of steps from one refresh to the next: 1 massed, S periodic, (G + 1) / 2 random."""
+        if self.kind == "random":
+            return (self.max_gap + 1) / 2
+        if self.offline:
+            return math.inf
+        return max(1.0, float(self.period))
+
+    def mean_multiplier(self, power: int = 1) -> float:
+        """Long-run mean of ``multiplier(t) ** power``: exact over one period S when periodic, E[U^power] when random.
+
+        Over a whole period the mean of |sin(pi t / S)| is cot(pi / 2S) / S (2 / pi as S grows) and
+        that of its square 1/2 (S >= 2); U(0, 1) has E[U] = 1/2 and E[U^2] = 1/3.
+        """
+        if self.kind == "random":
+            return 1.0 / (power + 1)
+        if self.massed or self.offline:
+            return 1.0
+        period = int(self.period)
+        return sum(abs(math.sin(math.pi * t / period)) ** power for t in range(period)) / period
 
     def multiplier(self, step: int, draw: int = 0) -> float:
         if self.kind == "random":

@@ -16,6 +16,17 @@ from omegaconf import DictConfig
 from tests.helpers import FAST, compose_config
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_thread_count():  # type: ignore[no-untyped-def]
+    """Restore torch's CPU thread count after each test: code under test may set it (benchmarks,
+    the CLI), and CPU numbers are reproducible only at one thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def make_config() -> Callable[..., DictConfig]:
     """compose(*overrides), shrunk to a tiny CPU run unless the overrides say otherwise."""

@@ -72,12 +72,17 @@ class RunInfo:
 
 
 def run_name(record: dict[str, Any]) -> str:
-    """E.g. ``ema-i0.1-decay0.999-seed0``; ``-random`` marks the random schedule."""
-    parts = [str(record.get("method")), f"i{_text(record.get('interval'))}"]
-    if record.get("schedule") not in (None, "periodic"):
-        parts.append(str(record["schedule"]))
-    if record.get("strength") is not None:
-        parts.append(f"{record.get('strength_name')}{_text(record['strength'])}")
+    """E.g. ``ema-i0.1-decay0.999-seed0``; ``-random`` marks the random schedule, and a control run
+    is named after the spaced cell it controls, ``-control`` added (``ema-i0.5-decay0.7-control-seed0``)."""
+    control = record.get("control")
+    cell = {**record, **control} if isinstance(control, dict) else record
+    parts = [str(record.get("method")), f"i{_text(cell.get('interval'))}"]
+    if cell.get("schedule") not in (None, "periodic"):
+        parts.append(str(cell["schedule"]))
+    if cell.get("strength") is not None:
+        parts.append(f"{record.get('strength_name')}{_text(cell['strength'])}")
+    if isinstance(control, dict):
+        parts.append("control")
     parts.append(f"seed{record.get('seed')}")
     return "-".join(parts)
 

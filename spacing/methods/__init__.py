@@ -14,6 +14,7 @@ import pkgutil
 from spacing.config import MethodConfig
 from spacing.errors import ConfigError
 from spacing.methods.base import Method, MethodContext, StepStats, merge_stats
+from spacing.schedule import Schedule
 
 
 def _declared_methods() -> dict[str, type[Method]]:
@@ -36,6 +37,7 @@ __all__ = ["METHODS", "Method", "MethodContext", "StepStats", "build_method", "m
 
 
 def build_method(cfg: MethodConfig, ctx: MethodContext) -> Method:
+    """The method `cfg` names; for a control run (``method.control=matched``) the massed run its schema derives."""
     if cfg.name not in METHODS:
         raise ConfigError(f"unknown method.name '{cfg.name}'; valid choices: {', '.join(sorted(METHODS))}.")
     method = METHODS[cfg.name]
@@ -44,4 +46,9 @@ def build_method(cfg: MethodConfig, ctx: MethodContext) -> Method:
             f"method.name={cfg.name} does not go with the keys of another method's config; "
             f"select the method with method={cfg.name} instead of setting method.name."
         )
-    return method(cfg, ctx)
+    if cfg.control == "none":
+        return method(cfg, ctx)
+    spaced = Schedule(cfg.interval, cfg.schedule, ctx.steps_per_epoch, ctx.seed, cfg.random_max_gap)
+    control_run = method(cfg.matched_control(spaced), ctx)
+    control_run.controls = cfg
+    return control_run

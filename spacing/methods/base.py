@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
+from itertools import islice
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,6 +70,34 @@ class MethodContext:
     """The run's loss scaler under fp16 autocast (None otherwise); :meth:`Method.optimize` applies it."""
 
 
+@torch.no_grad()
+def exact_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
+    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does).
+
+    Each forward runs at momentum 1 (the running stats become that batch's) and the averages
+    are summed here, rather than with PyTorch's cumulative momentum=None, which reads a
+    counter on the host in every layer (a GPU sync, and a graph break in a compiled model).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not batches:
+        return
+    momenta = [m.momentum for m in norms]
+    stats = [s for m in norms for s in (m.running_mean, m.running_var)]
+    sums = [torch.zeros_like(s) for s in stats]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = 1.0
+    was_training = model.training
+    model.train()
+    for images in batches:
+        model(images)
+        torch._foreach_add_(sums, stats)
+    torch._foreach_copy_(stats, torch._foreach_div(sums, float(len(batches))))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def merge_stats(totals: dict[str, StepStats], new: dict[str, StepStats]) -> None:
     """Add `new` into `totals`, target by target."""
     for target, stats in new.items():
@@ -95,6 +124,9 @@ class Method(ABC):
     supports_offline: ClassVar[bool] = False
     """Whether `interval=inf` (offline: the ensemble is never refreshed while training) makes sense."""
 
+    controls: MethodConfig | None = None
+    """For a control run, the config of the spaced cell it controls (``cfg`` is the massed run it trains)."""
+
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         if math.isinf(cfg.interval) and not self.supports_offline:
             raise ConfigError(
@@ -109,6 +141,14 @@ class Method(ABC):
     @property
     def strength(self) -> float | None:
         return None if self.strength_name is None else float(getattr(self.cfg, self.strength_name))
+
+    def control(self) -> dict[str, Any] | None:
+        """The record's ``control``: None for an ordinary run, else the kind and the spaced cell it controls."""
+        spaced = self.controls
+        if spaced is None:
+            return None
+        strength = None if self.strength_name is None else float(getattr(spaced, self.strength_name))
+        return {"kind": spaced.control_kind, "interval": spaced.interval, "strength": strength, "schedule": spaced.schedule}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The mixed-precision region for a forward pass and its loss, never for backward or a step.
@@ -178,6 +218,15 @@ class Method(ABC):
         """Evaluation mode before the forwards of `split` (``val`` or ``test``)."""
         for module in self.modules().values():
             module.eval()
+
+    def recompute_bn_stats(self, model: nn.Module, epoch: int, batches: int) -> None:
+        """Give `model`'s BatchNorm layers the exact statistics of its forwards on the first `batches` train batches of `epoch`.
+
+        For evaluations where the running statistics gathered in training belong to another network
+        than the one evaluated (an averaged shadow; a model trained under dropout, evaluated without).
+        """
+        with self.autocast():
+            exact_bn_stats(model, [batch.images for batch in islice(self.ctx.stream.epoch(epoch), batches)])
 
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         """Hook after the last step of epoch `epoch` (0-based), before evaluation; may train more."""

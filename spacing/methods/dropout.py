@@ -12,6 +12,13 @@ even as in the Cutout paper's code; ``paper_cutout`` reproduces the paper's Cuto
 
 The forward counter t counts training forwards, and test forwards too when ``eval_dropout``
 keeps dropout on at evaluation (the paper's quirk); validation forwards never move it.
+
+BatchNorm after a dropped-out stage learns running statistics of dropped-out activations, whose
+variance grows with the rate; evaluated without dropout, the model meets other statistics (the
+"variance shift"), by an amount that depends on the rate in the last steps before the evaluation,
+so on the interval. ``eval_bn=recompute`` (default) gives BatchNorm the statistics of the network
+as it is evaluated before every evaluation; ``running`` keeps the trained ones (the paper's code,
+which evaluated with dropout on, where they match).
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ class SpacedDropout(Baseline):
         self.train_steps = 0
         self.train_strength_sum = 0.0
         self.advance_on_predict = False
+        self.recomputing = False
         if cfg.variant != "cutout":
             for index, stage in enumerate(self.model.stages):
                 stage.register_forward_hook(self._dropout_hook(index))
@@ -97,7 +105,7 @@ class SpacedDropout(Baseline):
 
     def _dropout_hook(self, index: int):  # type: ignore[no-untyped-def]
         def drop(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-            if not (self.model.training or self.cfg.eval_dropout):
+            if not (self.cfg.eval_dropout or (self.model.training and not self.recomputing)):
                 return output
             if self.cfg.variant == "max":
                 return max_dropout(output, self._rates[index], self.cfg.max_scope)
@@ -128,6 +136,14 @@ class SpacedDropout(Baseline):
             self.train_strength_sum += sum(self.rates) / len(self.rates)
         self.train_steps += 1
         return super().train_step(batch, step)
+
+    def end_epoch(self, epoch: int) -> dict[str, StepStats]:
+        """Before evaluation: BatchNorm statistics of the network as evaluated (without dropout unless eval_dropout)."""
+        if self.cfg.eval_bn == "recompute":
+            self.recomputing = True
+            self.recompute_bn_stats(self.model, epoch, self.cfg.recompute_batches)
+            self.recomputing = False
+        return {}
 
     def eval_mode(self, split: str = "test") -> None:
         super().eval_mode(split)

@@ -5,16 +5,19 @@ only at the schedule's refresh steps: every step when massed, every S steps when
 random gaps when random. The update is one fused lerp over all parameters (and averaged
 buffers) and one fused copy of the copied buffers.
 
-BatchNorm running statistics of the shadow (``method.buffers``): ``average`` them like the
-weights (default, as timm does), ``copy`` the model's, ``recompute`` them from train batches
-with the shadow's own weights before each evaluation (the most faithful to the averaged
-weights), or ``none``: never update them, as the paper's code did (parameters only).
+BatchNorm running statistics of the shadow (``method.buffers``): ``recompute`` them from train
+batches with the shadow's own weights before each evaluation (default, as SWA does: the only
+policy whose statistics belong to the averaged weights however rarely they are refreshed),
+``average`` them like the weights (as timm does), ``copy`` the model's, or ``none``: never update
+them, as the paper's code did (parameters only).
+
+The shadow starts at the initial weights, which keep a share decay^k after k refreshes (counter
+``ema_initial_weight``): a spaced shadow refreshed a few times is still partly the untrained model.
 """
 
 from __future__ import annotations
 
 import copy
-from itertools import islice
 
 import torch
 from torch import Tensor, nn
@@ -23,34 +26,6 @@ from spacing.config import EmaConfig
 from spacing.data import Batch
 from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.baseline import Baseline
-
-
-@torch.no_grad()
-def recompute_bn_stats(model: nn.Module, batches: list[Tensor]) -> None:
-    """Replace BatchNorm running stats with the exact average over `batches` (as SWA does).
-
-    Each forward runs at momentum 1 (the running stats become that batch's) and the averages
-    are summed here, rather than with PyTorch's cumulative momentum=None, which reads a
-    counter on the host in every layer (a GPU sync, and a graph break in a compiled model).
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms or not batches:
-        return
-    momenta = [m.momentum for m in norms]
-    stats = [s for m in norms for s in (m.running_mean, m.running_var)]
-    sums = [torch.zeros_like(s) for s in stats]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = 1.0
-    was_training = model.training
-    model.train()
-    for images in batches:
-        model(images)
-        torch._foreach_add_(sums, stats)
-    torch._foreach_copy_(stats, torch._foreach_div(sums, float(len(batches))))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)
 
 
 class SpacedEMA(Baseline):
@@ -66,6 +41,7 @@ class SpacedEMA(Baseline):
         self.cfg: EmaConfig = cfg
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.updates = 0
+        self.initial_weight = 1.0
         self.first_update: int | None = None
         self.last_update: int | None = None
 
@@ -94,14 +70,13 @@ class SpacedEMA(Baseline):
         if copied:
             torch._foreach_copy_([shadow for shadow, _ in copied], [live for _, live in copied])
         self.updates += 1
+        self.initial_weight *= self.cfg.decay
         self.first_update = step if self.first_update is None else self.first_update
         self.last_update = step
 
     def end_epoch(self, epoch: int) -> dict[str, StepStats]:
         if self.cfg.buffers == "recompute":
-            batches = islice(self.ctx.stream.epoch(epoch), self.cfg.recompute_batches)
-            with self.autocast():
-                recompute_bn_stats(self.ema, [batch.images for batch in batches])
+            self.recompute_bn_stats(self.ema, epoch, self.cfg.recompute_batches)
         return {}
 
     def eval_mode(self, split: str = "test") -> None:
@@ -112,11 +87,17 @@ class SpacedEMA(Baseline):
         return {**super().predict(images), "ema": self.ema(images)}
 
     def counters(self) -> dict[str, float | None]:
-        return {"ema_updates": self.updates, "ema_first_update_step": self.first_update, "ema_last_update_step": self.last_update}
+        return {
+            "ema_updates": self.updates,
+            "ema_first_update_step": self.first_update,
+            "ema_last_update_step": self.last_update,
+            "ema_initial_weight": self.initial_weight,
+        }
 
-    def extra_state(self) -> dict[str, int | None]:
-        return {"updates": self.updates, "first": self.first_update, "last": self.last_update}
+    def extra_state(self) -> dict[str, float | None]:
+        return {"updates": self.updates, "first": self.first_update, "last": self.last_update, "initial_weight": self.initial_weight}
 
-    def load_extra_state(self, state: dict[str, int | None]) -> None:
+    def load_extra_state(self, state: dict[str, float | None]) -> None:
         self.updates = int(state["updates"] or 0)
         self.first_update, self.last_update = state["first"], state["last"]
+        self.initial_weight = float(state["initial_weight"])

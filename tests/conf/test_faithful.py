@@ -27,6 +27,7 @@ QUIRKS: dict[str, dict[str, Any]] = {
     "dropout": {
         "trainer.nesterov": True,
         "method.eval_dropout": True,
+        "method.eval_bn": "running",
         "method.max_scope": "batch",
         "method.paper_cutout": True,
     },

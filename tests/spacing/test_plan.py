@@ -18,7 +18,8 @@ from spacing.sweep_state import CELL_FILE
 from tests.helpers import ROOT
 from tests.helpers import cli_env, spacing
 
-DEMO_CELLS = 15
+DEMO_CELLS = 70
+"""4 intervals x 10 seeds, and the controls of the 3 spaced intervals."""
 
 
 def plan_lines(*args: str, cwd: Path) -> list[str]:
@@ -45,6 +46,10 @@ def test_plan_lists_every_cell_new_without_importing_torch(tmp_path: Path) -> No
     assert len(rows) == DEMO_CELLS and {row[0] for row in rows} == {"new"}
     assert rows[0][2:] == ["method.interval=0", "seed=0"]  # the values that make the cell
     assert rows[0][1].startswith("multirun/demo/ema-i0-seed0-")
+    spaced = rows.index(next(row for row in rows if row[2:] == ["method.interval=0.25", "seed=0"]))
+    control = rows[spaced + 1]  # each spaced cell's control follows it
+    assert control[2:] == ["method.interval=0.25", "seed=0", "method.control=matched"]
+    assert control[1].startswith("multirun/demo/ema-i0.25-control-seed0-")
     assert not (tmp_path / "multirun").exists()  # a plan writes nothing
 
 
@@ -58,7 +63,7 @@ def test_plan_shows_each_cells_state_from_its_files(tmp_path: Path) -> None:
     # a live process of this host holds the running cell: this test's own process
     (dirs[2] / CELL_FILE).write_text(json.dumps({"outcome": "running", "host": socket.gethostname(), "pid": os.getpid()}))
     states = [row[0] for row in cell_rows(plan_lines("+sweep=demo", "method.interval=0,1", "seed=0,1", cwd=tmp_path))]
-    assert states == ["completed", "failed", "running", "new"]
+    assert states == ["completed", "failed", "running", "new", "new", "new"]  # s = 1's controls are new too
 
 
 def test_an_invalid_grid_is_one_sentence_per_bad_value_and_launches_nothing(tmp_path: Path) -> None:
@@ -66,8 +71,8 @@ def test_an_invalid_grid_is_one_sentence_per_bad_value_and_launches_nothing(tmp_
     planned = spacing("plan", *args, cwd=tmp_path)
     assert planned.returncode == 2
     assert planned.stderr.splitlines() == [  # a cell with both bad values is refused for the first check it fails
-        "error: 3 cells: method.decay must be in [0, 1); got 1.5.",
-        "error: 6 cells: method.interval must be >= 0 epochs (0 = massed, inf = offline KD); got -1.0.",
+        "error: 10 cells: method.decay must be in [0, 1); got 1.5.",
+        "error: 20 cells: method.interval must be >= 0 epochs (0 = massed, inf = offline KD); got -1.0.",
     ]
     launched = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", *args], cwd=tmp_path, env=cli_env(),
                               capture_output=True, text=True, timeout=300)

@@ -89,12 +89,12 @@ def test_a_cell_failing_at_run_time_is_recorded_the_others_complete_and_the_laun
 
 
 def test_demo_sweep_runs_end_to_end_and_a_second_launch_trains_nothing(tmp_path: Path) -> None:
-    """The real demo file, with its grid and epochs cut down from the command line."""
+    """The real demo file, with its grid and epochs cut down from the command line (s = 1 brings its control)."""
     shrink = ("trainer.epochs=1", "method.interval=0,1", "seed=0")
     first = launch("+sweep=demo", *shrink, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     sweep = tmp_path / "multirun" / "demo"
-    assert summary_line(first.stdout) == "sweep multirun/demo: 2 cells, 2 completed, 0 skipped, 0 failed"
+    assert summary_line(first.stdout) == "sweep multirun/demo: 3 cells, 3 completed, 0 skipped, 0 failed"
     for cell in cells(sweep):
         result = read_record(cell)
         assert (result["method"], result["dataset"], result["model"]) == ("ema", "digits", "small_cnn")
@@ -103,7 +103,7 @@ def test_demo_sweep_runs_end_to_end_and_a_second_launch_trains_nothing(tmp_path:
 
     second = launch("+sweep=demo", *shrink, "trainer.batch_size=32", cwd=tmp_path)  # the file's value, typed
     assert second.returncode == 0, second.stderr[-3000:]
-    assert summary_line(second.stdout) == "sweep multirun/demo: 2 cells, 0 completed, 2 skipped, 0 failed"
+    assert summary_line(second.stdout) == "sweep multirun/demo: 3 cells, 0 completed, 3 skipped, 0 failed"
     assert snapshot(sweep) == before
 
 

@@ -1,4 +1,4 @@
-"""The main job (`python run.py -m +sweep=demo`) ends with the verdict, cut down to two intervals and two seeds."""
+"""The main job (`python run.py -m +sweep=demo`) ends with the verdict, cut down to two intervals, two seeds, two epochs."""
 
 import subprocess
 import sys
@@ -24,6 +24,8 @@ def test_the_demo_sweep_ends_with_its_verdict(tmp_path):
     verdict = lines[-1]
     assert verdict.startswith("  EMA, decay 0.7: best interval on val 0.5: ")
     assert " points over massed (95 % CI " in verdict and ", n = 2 paired seeds), " in verdict
-    assert " CPU-hours; the same interval is best on test" in verdict
+    assert " CPU-hours; over its matched-horizon control: " in verdict  # the demo runs the controls
+    assert verdict.split("control: ")[1].split(")")[0].endswith("n = 2 paired seeds")
+    assert "best on test" in verdict
     assert "subsetted" not in done.stdout + done.stderr  # no font-embedding chatter buries it
     assert verdict.strip() in (sweep / "analysis" / "summary.md").read_text()

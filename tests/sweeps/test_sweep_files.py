@@ -61,12 +61,15 @@ def test_every_grid_value_composes_to_a_valid_config(name: str) -> None:
             assert OmegaConf.select(cfg, key) == parser.parse_override(f"{key}={value}").value()
 
 
-def test_demo_grid_is_an_ema_interval_curve_with_seeds_on_offline_data() -> None:
+def test_demo_grid_is_an_ema_interval_curve_with_controls_and_seeds_on_offline_data_with_headroom() -> None:
     cfg = compose_sweep("demo")
     params = grid(cfg)
-    assert params["method.interval"] == ["0", "0.1", "0.5", "1", "2"]
-    assert len(params["seed"]) >= 2
+    assert params["method.interval"] == ["0", "0.25", "0.5", "1"]
+    assert len(params["seed"]) == 10
     assert (cfg.method.name, cfg.dataset.name, cfg.model.name, cfg.trainer.device) == ("ema", "digits", "small_cnn", "cpu")
+    assert cfg.hydra.sweeper.controls is True
+    assert (cfg.dataset.label_noise, cfg.dataset.val_fraction, cfg.trainer.lr_schedule) == (0.4, 0.2, "cosine")
+    assert cfg.trainer.threads == 1
 
 
 @pytest.mark.parametrize(

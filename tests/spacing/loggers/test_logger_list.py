@@ -205,6 +205,9 @@ def test_run_names_say_method_interval_schedule_strength_and_seed() -> None:
     assert run_name(record) == "ema-i0.1-random-decay0.999-seed3"
     offline = {"method": "online_kd", "interval": float("inf"), "schedule": "periodic", "strength": None, "seed": 0}
     assert run_name(offline) == "online_kd-iinf-seed0"
+    control = {"method": "ema", "interval": 0.0, "schedule": "periodic", "strength_name": "decay", "strength": 0.98, "seed": 1,
+               "control": {"kind": "matched_horizon", "interval": 0.5, "strength": 0.7, "schedule": "periodic"}}
+    assert run_name(control) == "ema-i0.5-decay0.7-control-seed1"  # named after the spaced cell it controls
 
 
 def test_logger_options_select_several_trackers_at_once() -> None:

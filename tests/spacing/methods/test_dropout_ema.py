@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -121,3 +122,34 @@ def test_ema_recompute_sets_exact_bn_statistics_of_the_shadow() -> None:
     with torch.no_grad():
         activations = torch.cat([stem[0](images) for images in batches])
     assert torch.allclose(stem[1].running_mean, activations.mean(dim=(0, 2, 3)), atol=1e-5)
+
+
+def test_dropout_evaluates_with_batchnorm_statistics_of_the_network_without_dropout() -> None:
+    """The BatchNorm after a dropped-out stage must not keep the statistics of dropped-out activations."""
+    config = to_config(compose_config(["method=dropout", "method.p=0.5", "method.recompute_batches=3", *TINY]))
+    method, data = build_method_for(config, epochs=1)
+    train_epochs(method, data, 1)
+    batches = [b.images for _, b in zip(range(3), data.train.epoch(0))]
+    def stage1_bn(model: torch.nn.Module) -> torch.nn.BatchNorm2d:
+        return next(m for m in model.stages[1].modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    # What BatchNorm sees in a training-mode forward without dropout (the hooks drop only while the
+    # method's model trains; a copy in train mode with the original in eval mode runs without them).
+    method.model.eval()
+    twin = copy.deepcopy(method.model).train()
+    inputs: list[torch.Tensor] = []
+    stage1_bn(twin).register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+    with torch.no_grad():
+        for images in batches:
+            twin(images)
+    # momentum None: the running stats are the average over batches of each batch's mean and unbiased variance
+    means = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0)
+    variances = torch.stack([x.var(dim=(0, 2, 3)) for x in inputs]).mean(0)
+    recomputed = stage1_bn(method.model)
+    assert torch.allclose(recomputed.running_mean, means, atol=1e-5)
+    assert torch.allclose(recomputed.running_var, variances, rtol=1e-4, atol=1e-6)
+
+    running = to_config(compose_config(["method=dropout", "method.p=0.5", "method.eval_bn=running", *TINY]))
+    method, data = build_method_for(running, epochs=1)
+    train_epochs(method, data, 1)
+    assert not torch.allclose(stage1_bn(method.model).running_var, variances, rtol=0.05)  # what training under dropout left

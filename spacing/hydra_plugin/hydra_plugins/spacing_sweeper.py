@@ -1,0 +1,34 @@
+"""spacing's grid sweeper, where Hydra accepts it: Hydra instantiates plugins from ``hydra_plugins`` only.
+
+This directory is a portion of the ``hydra_plugins`` namespace package (no ``__init__.py``, on
+purpose), put on ``sys.path`` by :func:`spacing.sweeper.register_plugin`. The class lives here, not
+in :mod:`spacing.sweeper`, because Hydra's plugin scan re-executes its core plugin modules: a
+subclass of ``BasicSweeper`` must be defined after that scan, as the scan defines this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig
+
+from spacing.sweeper import grid_cells
+
+
+class SpacingSweeper(BasicSweeper):
+    """Hydra's basic sweeper whose cells come from :func:`spacing.sweeper.grid_cells` (``controls``: add control cells)."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None, controls: bool = False) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.controls = controls
+
+    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:  # type: ignore[override]
+        """The basic sweeper's batches of cells (its ``sweep`` calls this on the instance)."""
+        cells = grid_cells(overrides, self._compose, self.controls)
+        return list(BasicSweeper.split_overrides_to_chunks(cells, max_batch_size))
+
+    def _compose(self, overrides: Sequence[str]) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
