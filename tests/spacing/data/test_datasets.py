@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers import write_cifar, write_svhn, write_tiny_imagenet
+from tests.helpers import ROOT, write_cifar, write_svhn, write_tiny_imagenet
 
 from spacing.config import DatasetConfig
 from spacing.data import DATASETS
@@ -19,8 +19,6 @@ from spacing.data.cifar import CIFAR100_MEAN, CIFAR100_STD
 from spacing.data.files import dataset_root
 from spacing.data.tiny_imagenet import CACHE, IMAGENET_MEAN, MARKER, Counts, check_official
 from spacing.errors import DataError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def load(name: str, root: Path, download: bool = False):  # type: ignore[no-untyped-def]
@@ -126,7 +124,7 @@ def test_cli_reports_missing_dataset_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "SPACING_DATA": str(tmp_path / "data")}
     result = subprocess.run(
         [sys.executable, "run.py", "dataset=cifar10", "dataset.download=false", f"hydra.run.dir={tmp_path / 'out'}"],
-        cwd=REPO,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
