@@ -67,6 +67,8 @@ class CellsPerTaskJoblibLauncher(JoblibLauncher):
         tasks = tasks_of(cells, self.cells_per_task)
         log.info("Joblib.Parallel(%s) is launching %d cells, %d per task, in %d tasks",
                  ",".join(f"{k}={v}" for k, v in settings.items()), len(cells), self.cells_per_task, len(tasks))
+        for index, (name, _) in enumerate(cells):
+            log.info("\t#%d : %s", initial_job_idx + index, name)
         runs = Parallel(**settings)(
             delayed(run_local_task)(os.getpid(), [cell for _, cell in task], [name for name, _ in task], self.cells_per_task)
             for task in tasks
