@@ -83,8 +83,6 @@ class CellsPerTaskSlurmLauncher(Launcher):
     docstring) instead of extending it; ``cells_per_task=1`` is the upstream launcher's ``launch``.
     """
 
-    _EXECUTOR = "slurm"
-
     def __init__(self, cells_per_task: int = 1, **params: Any) -> None:
         self.cells_per_task = check_cells_per_task(cells_per_task)
         self.slurm = SlurmLauncher(**params)
