@@ -53,7 +53,8 @@ def submit(args: argparse.Namespace) -> int:
         launcher = Plugins.instance().instantiate_launcher(config=master, hydra_context=context, task_function=train)
         jobs = launcher.submit([cell.overrides for cell in sweep.plan.cells])
         tasks = [str(job.job_id) for job in jobs]
-        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=tasks)
+        task_of_cell = [tasks[index // launcher.cells_per_task] for index in range(len(sweep.plan.cells))]
+        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=task_of_cell)
     job = tasks[0].split("_")[0]
     # submitit submits a single cell as a plain job, not an array
     what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"

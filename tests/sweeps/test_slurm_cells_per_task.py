@@ -5,6 +5,7 @@ its own checkpoint; a cancelled task's cells resume when the sweep is launched a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,11 @@ def test_submit_counts_tasks_of_two_cells_and_status_follows_them(slurm: Slurm, 
     args = ("method=baseline", *CELL_TINY, "trainer.epochs=2", "method.interval=0,1", "seed=0,1", *TWO_PER_TASK,
             f"hydra.sweep.dir={sweep}")
     array = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 2)
+    (launch,) = (tmp_path / sweep / ".launches").glob("*.json")
+    submitted = json.loads(launch.read_text())  # each cell's task, known before any cell starts
+    assert submitted["slurm_jobs"] == [f"{array}_0", f"{array}_0", f"{array}_1", f"{array}_1"]
     out = status_when(tmp_path, sweep, lambda s: f"SLURM job {array}: 2 COMPLETED" in s and "every cell has finished" in s,
                       f"status to show array {array} completed")
     assert out.splitlines()[0] == f"sweep {sweep}: 4 cells: 4 completed"
-    assert sorted(marker(cell)["slurm"]["SLURM_ARRAY_TASK_ID"] for cell in cells(tmp_path / sweep)) == ["0", "0", "1", "1"]
+    ran_in = {cell.name: slurm_id(cell) for cell in cells(tmp_path / sweep)}
+    assert ran_in == dict(zip(submitted["cells"], submitted["slurm_jobs"], strict=True))
