@@ -56,6 +56,7 @@ from spacing.contract import COMPLETED, FAILED
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
+from spacing.task_cells import cells_in_task, check_cells_per_task
 
 log = logging.getLogger("run")
 
@@ -154,7 +155,9 @@ def _preflight(args: argparse.Namespace) -> None:
 
 
 def check_launcher(master: DictConfig) -> None:
-    """A SLURM launcher needs sbatch on this machine."""
+    """A SLURM launcher needs sbatch on this machine; cells_per_task, where the launcher has it, is a count."""
+    if OmegaConf.select(master, "hydra.launcher.cells_per_task") is not None:
+        check_cells_per_task(master.hydra.launcher.cells_per_task)
     target = str(OmegaConf.select(master, "hydra.launcher._target_") or "")
     if target.endswith("SlurmLauncher") and shutil.which(SLURM_SUBMIT) is None:
         raise UserError(
@@ -304,15 +307,16 @@ def _epochs_done(out_dir: Path) -> int:
 def thread_count(requested: int | None, n_jobs: int | None) -> int | None:
     """The CPU thread count a run uses: `requested` (trainer.threads) when set; else the share of the
     CPUs a launcher gives one task: $SLURM_CPUS_PER_TASK in a SLURM task, CPUs / n_jobs in a local
-    launcher worker; else None (torch's default, which follows $OMP_NUM_THREADS)."""
+    launcher worker, divided among the cells that share the task (hydra.launcher.cells_per_task,
+    spacing.task_cells); else None (torch's default, which follows $OMP_NUM_THREADS)."""
     if requested is not None:
         return requested
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]) // cells_in_task())
     if n_jobs is not None:
         cpus = len(os.sched_getaffinity(0))
         workers = n_jobs if n_jobs > 0 else max(1, cpus + 1 + n_jobs)  # joblib: -1 = all CPUs, -2 = all but one
-        return max(1, cpus // min(workers, cpus))
+        return max(1, cpus // min(workers, cpus) // cells_in_task())
     return None
 
 

@@ -1,7 +1,8 @@
 """``spacing submit ARGS``: submit a grid as one SLURM job array, print its job id and sweep dir, return.
 
 The array's tasks are exactly those of ``python run.py -m ARGS hydra/launcher=slurm``: the same
-launcher object (hydra-submitit-launcher's) runs each cell with the same callbacks, so cells are
+launcher object submits them (``CellsPerTaskSlurmLauncher.submit``, one task per
+``hydra.launcher.cells_per_task`` cells) and runs each cell with the same callbacks, so cells are
 marked, resumed and skipped as in a blocking launch. Only the wait is left out: the submitting
 process exits at once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
 any time later, and analyses the sweep once every cell has finished.
@@ -11,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hydra._internal.callbacks import Callbacks
 from hydra.core.plugins import Plugins
-from hydra.core.singleton import Singleton
 from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
@@ -26,6 +24,7 @@ from spacing.compose import compose_master, explain, hydra_session, is_grid, sho
 from spacing.errors import UserError
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
+from spacing.task_cells import SLURM_LAUNCHER
 
 
 def submit(args: argparse.Namespace) -> int:
@@ -38,7 +37,7 @@ def submit(args: argparse.Namespace) -> int:
         if not is_grid(master):
             raise UserError("spacing submit submits a fixed grid, and this sweeper chooses its cells while it runs; "
                             "launch it with python run.py -m instead.")
-        if not str(OmegaConf.select(master, "hydra.launcher._target_")).endswith("SlurmLauncher"):
+        if str(OmegaConf.select(master, "hydra.launcher._target_")) != SLURM_LAUNCHER:
             raise UserError("spacing submit needs the SLURM launcher: add hydra/launcher=slurm (or a cluster=NAME profile).")
         check_launcher(master)
         sweep_dir = Path(str(master.hydra.sweep.dir))
@@ -52,32 +51,13 @@ def submit(args: argparse.Namespace) -> int:
         OmegaConf.save(master, sweep_dir / "multirun.yaml")
         context = HydraContext(config_loader=session.config_loader, callbacks=callbacks)
         launcher = Plugins.instance().instantiate_launcher(config=master, hydra_context=context, task_function=train)
-        jobs = submit_array(launcher, [cell.overrides for cell in sweep.plan.cells])
+        jobs = launcher.submit([cell.overrides for cell in sweep.plan.cells])
         tasks = [str(job.job_id) for job in jobs]
-        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=tasks)
+        task_of_cell = [tasks[index // launcher.cells_per_task] for index in range(len(sweep.plan.cells))]
+        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=task_of_cell)
     job = tasks[0].split("_")[0]
     # submitit submits a single cell as a plain job, not an array
     what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0
-
-
-def submit_array(launcher: Any, job_overrides: Sequence[Sequence[str]]) -> list[Any]:
-    """What hydra-submitit-launcher's ``launch`` does up to the submission (its parameters, the same
-    callable per task), without waiting for the results."""
-    import submitit
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    kind = launcher._EXECUTOR
-    params = dict(launcher.params)
-    executor = submitit.AutoExecutor(
-        cluster=kind, folder=params.pop("submitit_folder"), **{f"{kind}_max_num_timeout": params.pop("max_num_timeout")}
-    )
-    common = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{key if key in common else f"{kind}_{key}": value for key, value in params.items()})
-    state = Singleton.get_state()
-    tasks = [
-        (list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}", state) for index, overrides in enumerate(job_overrides)
-    ]
-    return list(executor.map_array(launcher, *zip(*tasks, strict=True)))

@@ -1,0 +1,153 @@
+"""Several cells per launcher task (spacing/task_cells.py): the cells of a task run at once, each in a
+process of its own; one that dies does not stop its siblings; they share the task's CPUs, its
+signals and its one GPU. The launches themselves are in test_task_cells_local_launch.py (local) and
+tests/sweeps/test_slurm_cells_per_task.py (SLURM)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import spacing.task_cells as task_cells
+from spacing.cli import thread_count
+from spacing.compose import register_configs
+from spacing.errors import ConfigError
+from spacing.task_cells import TASK_CELLS_VARIABLE, CellsLost, check_cells_per_task, run_cells, tasks_of
+from tests.helpers import CONF, ROOT, cli_env
+
+BARRIER_S = 60.0
+
+
+def wait_for_siblings(folder: str, name: str, siblings: int) -> int:
+    """A cell that announces itself in `folder` and returns its pid once all `siblings` have: only cells
+    that run at the same time get past this."""
+    Path(folder, name).touch()
+    deadline = time.monotonic() + BARRIER_S
+    while len(os.listdir(folder)) < siblings:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} waited {BARRIER_S:.0f} s for its siblings")
+        time.sleep(0.05)
+    return os.getpid()
+
+
+def crash() -> None:
+    os._exit(3)
+
+
+def finish_later(path: str) -> str:
+    time.sleep(1.0)
+    Path(path).write_text("done")
+    return "finished"
+
+
+def task_view() -> tuple[str | None, object]:
+    """What a cell sees of its task: the cells-per-task variable and how it handles SIGUSR2."""
+    return os.environ.get(TASK_CELLS_VARIABLE), signal.getsignal(signal.SIGUSR2)
+
+
+def test_tasks_take_cells_in_order_and_the_last_takes_what_is_left() -> None:
+    assert tasks_of([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    assert tasks_of([1, 2, 3], 1) == [[1], [2], [3]]
+    assert tasks_of([1, 2], 4) == [[1, 2]]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2", None])
+def test_cells_per_task_must_be_a_whole_number_of_at_least_one(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"hydra.launcher.cells_per_task must be a whole number >= 1; got "):
+        check_cells_per_task(value)
+    assert check_cells_per_task(3) == 3
+
+
+def test_cells_of_a_task_run_at_the_same_time_in_processes_of_their_own(tmp_path: Path) -> None:
+    cells = [lambda name=name: wait_for_siblings(str(tmp_path), name, 3) for name in "abc"]
+    pids = run_cells(cells, ["a", "b", "c"], 3)
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
+
+
+def test_a_cell_whose_process_dies_does_not_stop_its_sibling(tmp_path: Path) -> None:
+    done = tmp_path / "sibling"
+    with pytest.raises(CellsLost) as lost:
+        run_cells([crash, lambda: finish_later(str(done))], ["seed=0 (crashes)", "seed=1"], 2)
+    assert str(lost.value) == (
+        "1 of the task's 2 cells ended without a result: seed=0 (crashes) (exit code 3); "
+        "launching the sweep again resumes them from their checkpoints."
+    )
+    assert done.read_text() == "done"  # the sibling ran to its end before the task reported the loss
+
+
+def test_results_come_back_in_the_order_of_the_cells() -> None:
+    assert run_cells([lambda i=i: i * i for i in range(4)], ["0", "1", "2", "3"], 4) == [0, 1, 4, 9]
+
+
+def test_a_cell_sees_the_cells_per_task_and_ignores_the_signals_its_task_handles(monkeypatch: pytest.MonkeyPatch) -> None:
+    (unhandled,) = run_cells([task_view], ["cell"], 4)  # a task of 1 cell in a launch of 4 per task
+    assert unhandled == ("4", signal.SIG_DFL)
+    monkeypatch.setattr(signal, "getsignal", lambda number: print if number == signal.SIGUSR2 else signal.SIG_DFL)
+    (handled,) = run_cells([task_view], ["cell"], 4)  # as submitit's pre-emption handler in a SLURM task
+    assert handled == ("4", signal.SIG_IGN)
+
+
+def test_a_cell_takes_its_share_of_the_task_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setenv(TASK_CELLS_VARIABLE, "2")
+    assert thread_count(None, None) == 4  # 8 CPUs of the array task, 2 cells
+    monkeypatch.setenv(TASK_CELLS_VARIABLE, "16")
+    assert thread_count(None, None) == 1
+    assert thread_count(3, None) == 3  # trainer.threads wins
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv(TASK_CELLS_VARIABLE, "2")
+    assert thread_count(None, 4) == 2  # 16 CPUs, 4 local workers, 2 cells each
+    monkeypatch.delenv(TASK_CELLS_VARIABLE)
+    assert thread_count(None, 4) == 4  # one cell per task
+
+
+def test_the_cells_of_a_task_share_the_one_gpu_it_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated: three GPUs visible as CUDA_VISIBLE_DEVICES=5,6,7, the first held by another run."""
+    import torch
+
+    monkeypatch.setattr(task_cells, "_task_gpu", None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr("spacing.device.visible_gpu_uuids", lambda: ["GPU-a", "GPU-b", "GPU-c"])
+    monkeypatch.setattr(task_cells.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,6,7")
+    with open(tmp_path / "spacing-gpu-GPU-a.lock", "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert task_cells.task_gpu_environment() == {"CUDA_VISIBLE_DEVICES": "6"}
+    assert task_cells.task_gpu_environment() == {"CUDA_VISIBLE_DEVICES": "6"}  # the task keeps its GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert task_cells.task_gpu_environment() == {}  # one GPU (a SLURM task's): the cells use it as it is
+
+
+def launcher_config(*overrides: str) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True).hydra.launcher
+
+
+def test_both_launchers_default_to_one_cell_per_task() -> None:
+    local = launcher_config("hydra/launcher=local")
+    slurm = launcher_config("hydra/launcher=slurm")
+    assert (local._target_, local.cells_per_task, local.n_jobs) == (
+        "hydra_plugins.spacing_launchers.CellsPerTaskJoblibLauncher", 1, 2)
+    assert (slurm._target_, slurm.cells_per_task) == ("hydra_plugins.spacing_launchers.CellsPerTaskSlurmLauncher", 1)
+
+
+def test_a_bad_cells_per_task_is_one_sentence_and_launches_nothing(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.cells_per_task=0"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "error: hydra.launcher.cells_per_task must be a whole number >= 1; got 0."
+    assert not (tmp_path / "multirun").exists()
