@@ -1,8 +1,9 @@
 """``spacing submit ARGS``: submit a grid as one SLURM job array, print its job id and sweep dir, return.
 
 The array's tasks are exactly those of ``python run.py -m ARGS hydra/launcher=slurm``: the same
-launcher object (hydra-submitit-launcher's) runs each cell with the same callbacks, so cells are
-marked, resumed and skipped as in a blocking launch. Only the wait is left out: the submitting
+launcher object (hydra-submitit-launcher's) runs each job (a cell, or a fused group of cells:
+``hydra.sweeper.fuse``) with the same callbacks, so cells are marked, resumed and skipped as in a
+blocking launch. Only the wait is left out: the submitting
 process exits at once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
 any time later, and analyses the sweep once every cell has finished.
 """
@@ -52,12 +53,14 @@ def submit(args: argparse.Namespace) -> int:
         OmegaConf.save(master, sweep_dir / "multirun.yaml")
         context = HydraContext(config_loader=session.config_loader, callbacks=callbacks)
         launcher = Plugins.instance().instantiate_launcher(config=master, hydra_context=context, task_function=train)
-        jobs = submit_array(launcher, [cell.overrides for cell in sweep.plan.cells])
+        plan = sweep.plan
+        jobs = submit_array(launcher, [job.overrides for job in plan.jobs])
         tasks = [str(job.job_id) for job in jobs]
-        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=tasks)
+        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in plan.cells], sys.argv, slurm_jobs=plan.task_of_cells(tasks))
     job = tasks[0].split("_")[0]
-    # submitit submits a single cell as a plain job, not an array
-    what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"
+    # submitit submits a single job as a plain job, not an array
+    what = f"array job {job} ({len(tasks)} tasks" if len(tasks) > 1 else f"job {job} (1 task"
+    what += f" for {len(plan.cells)} cells: {len(plan.fused)} fused groups)" if plan.fused else ")"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0
