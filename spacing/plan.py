@@ -115,8 +115,8 @@ class Plan:
         if not self.fused:
             return ""
         singles = len(self.jobs) - len(self.fused)
-        kinds = f"{len(self.fused)} fused groups" + (f", {singles} single cells" if singles else "")
-        return f" in {len(self.jobs)} jobs ({kinds})"
+        kinds = [counted(len(self.fused), "fused group")] + ([counted(singles, "single cell")] if singles else [])
+        return f" in {counted(len(self.jobs), 'job')} ({', '.join(kinds)})"
 
 
 def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
@@ -148,6 +148,11 @@ def _plan_cell(compose: Compose, overrides: tuple[str, ...]) -> PlannedCell:
     except (HydraException, OmegaConfBaseException) as exc:
         return PlannedCell(overrides, error=explain(exc))
     return PlannedCell(overrides, where, cell_state(where), config=cell)
+
+
+def counted(n: int, what: str) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _config_yaml(cell: DictConfig, cfg: str) -> str:

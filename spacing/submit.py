@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from spacing.cli import COMPOSE_ERRORS, check_launcher, probe_writable, train
 from spacing.compose import compose_master, explain, hydra_session, is_grid, shown
 from spacing.errors import UserError
+from spacing.plan import counted
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
 
@@ -60,7 +61,7 @@ def submit(args: argparse.Namespace) -> int:
     job = tasks[0].split("_")[0]
     # submitit submits a single job as a plain job, not an array
     what = f"array job {job} ({len(tasks)} tasks" if len(tasks) > 1 else f"job {job} (1 task"
-    what += f" for {len(plan.cells)} cells: {len(plan.fused)} fused groups)" if plan.fused else ")"
+    what += f" for {len(plan.cells)} cells: {counted(len(plan.fused), 'fused group')})" if plan.fused else ")"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0
