@@ -171,6 +171,7 @@ def groups_run(monkeypatch) -> list[list[str]]:
     return calls
 
 
+@pytest.mark.slow  # three launches of six tiny cells
 def test_a_fused_multirun_trains_each_group_in_one_job_into_the_unfused_cells_dirs_and_counts_cells(
     tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str], groups_run: list[list[str]]
 ) -> None:
