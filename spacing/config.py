@@ -195,9 +195,14 @@ class MethodConfig:
 
     control_kind: ClassVar[str | None] = None
     """What a control run of this method matches (the record's ``control.kind``); None: it has none."""
+
     fusable_keys: ClassVar[tuple[str, ...]] = ()
-    """The keys under ``method.`` in which runs may differ and still share one training trajectory, so
-    one process can train them together (a fused group, see spacing.fused); (): none, every run trains its own."""
+    """The ``method.`` keys in which the cells of one fused group may differ (they share one training
+    trajectory, see README, Fused runs); empty: the method changes training itself and cannot fuse."""
+
+    def fusable(self) -> bool:
+        """Whether this config can share its trajectory with others."""
+        return bool(self.fusable_keys)
 
     def __post_init__(self) -> None:
         _require(
@@ -220,10 +225,6 @@ class MethodConfig:
                 f"method.control=matched controls a spaced cell (0 < method.interval < inf, or method.schedule=random); "
                 f"got method.interval={self.interval}: a massed cell is its own control, use method.control=none.",
             )
-
-    def fusable(self) -> bool:
-        """Whether this config can share its trajectory with others (configs that differ only in :attr:`fusable_keys`)."""
-        return bool(self.fusable_keys)
 
     def matched_control(self, schedule: Schedule) -> MethodConfig:
         """The massed config that controls this spaced cell, whose refreshes follow `schedule`."""
@@ -312,8 +313,6 @@ class EmaConfig(MethodConfig):
 
     control_kind: ClassVar[str | None] = "matched_horizon"
     fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "decay", "schedule", "control")
-    """The shadow never feeds back into training: every refresh timing and decay (and the matched-horizon
-    control, one more shadow) shares the model's trajectory."""
 
     def matched_control(self, schedule: Schedule) -> EmaConfig:
         """Massed EMA over the same horizon: decay d every S steps averages over about S / (1 - d)
@@ -384,11 +383,9 @@ class OnlineKDConfig(DistillConfig):
     paper's teacher ran them in train mode, so each batch counts twice)."""
 
     fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "schedule")
-    """The teacher learns from cross-entropy alone: every interval (0, spaced, offline) of a curve
-    shares its trajectory; only the students differ."""
 
     def fusable(self) -> bool:
-        """Not with replay_teacher_bn: each student's replays would move the shared teacher's BatchNorm statistics."""
+        """Not with replay_teacher_bn: each student's replays would move the one teacher's BatchNorm statistics."""
         return super().fusable() and not self.replay_teacher_bn
 
     def __post_init__(self) -> None:
