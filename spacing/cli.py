@@ -52,13 +52,11 @@ from spacing.compose import (
     register_configs,
     shown,
 )
-from spacing.config import to_dict
 from spacing.contract import COMPLETED, FAILED
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
-from spacing.neutral import cell_dir_name
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
-from spacing.sweeper import group_cells, is_group, refuse_hand_set_group
+from spacing.sweeper import group_cells, is_group
 
 log = logging.getLogger("run")
 
@@ -153,7 +151,6 @@ def _preflight(args: argparse.Namespace) -> None:
             raise UserError(explain(exc)) from None
         if args.cfg:
             return
-        refuse_hand_set_group(master)
         if mode == RunMode.MULTIRUN:
             check_launcher(master)
             probe_writable(Path(str(master.hydra.sweep.dir)), "hydra.sweep.dir")
@@ -280,7 +277,7 @@ def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
     and return each cell's status. As for one cell, a failure is recorded and the sweep goes on."""
     from spacing.fused import run_group  # torch: only once a run starts
 
-    cells = [(cell, sweep_dir / cell_dir_name(to_dict(cell))) for cell in group_cells(cfg)]
+    cells = group_cells(cfg, sweep_dir)
     dirs = [cell_dir for _, cell_dir in cells]
     try:
         records = run_group(cells, sweep_dir)

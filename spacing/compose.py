@@ -35,7 +35,18 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 import spacing.config as schema
 from spacing.config import SCHEMAS, Config, method_schemas, to_dict
 from spacing.neutral import cell_dir_name
-from spacing.sweeper import FUSE_OPTION, GRID_SWEEPER, Compose, Job, cached, fusion_refused, grid_cells, grid_jobs, register_plugin
+from spacing.sweeper import (
+    FUSE_OPTION,
+    GRID_SWEEPER,
+    Compose,
+    Job,
+    cached,
+    fusion_refused,
+    grid_cells,
+    grid_jobs,
+    refuse_hand_set_group,
+    register_plugin,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CONFIG_NAME = "config"
@@ -100,7 +111,9 @@ def hydra_session(args: argparse.Namespace) -> Iterator[Hydra]:
 def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) -> DictConfig:
     """The config Hydra composes for the command (hydra node included, sweep values not expanded)."""
     mode = f"hydra.mode={run_mode.name}"
-    return hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
+    master = hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
+    refuse_hand_set_group(master)
+    return master
 
 
 def is_grid(master: DictConfig) -> bool:

@@ -23,7 +23,7 @@ from spacing.compose import app_config, cell_dir, compose_cell, explain, grid_pl
 from spacing.config import to_config
 from spacing.errors import ConfigError
 from spacing.sweep_state import cell_state
-from spacing.sweeper import Compose, Job, cached, refuse_hand_set_group
+from spacing.sweeper import Compose, Job, cached
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,6 @@ class Plan:
                 lines += ["    " + line for line in _config_yaml(cell.config, cfg).splitlines()]
         return lines
 
-
     def _jobs_text(self) -> str:
         """How many jobs a fused grid launches (nothing when every cell is its own job)."""
         if not self.fused:
@@ -122,7 +121,6 @@ class Plan:
 def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
     """Compose and check every cell of the multirun `master` (composed in MULTIRUN mode)."""
     started = time.perf_counter()
-    refuse_hand_set_group(master)
     sweep_dir = Path(str(master.hydra.sweep.dir))
     if not is_grid(master):
         try:

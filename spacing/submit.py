@@ -3,8 +3,7 @@
 The array's tasks are exactly those of ``python run.py -m ARGS hydra/launcher=slurm``: the same
 launcher object (hydra-submitit-launcher's) runs each job (a cell, or a fused group of cells:
 ``hydra.sweeper.fuse``) with the same callbacks, so cells are marked, resumed and skipped as in a
-blocking launch. Only the wait is left out: the submitting
-process exits at once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
+blocking launch. Only the wait is left out: the submitting process exits at once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
 any time later, and analyses the sweep once every cell has finished.
 """
 

@@ -37,11 +37,9 @@ from typing import Any
 
 from spacing.atomic import atomic_write_text
 from spacing.claim import RUNNING_ELSEWHERE
+from spacing.compose import app_config
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
-from spacing.compose import app_config
-from spacing.config import to_dict
-from spacing.neutral import cell_dir_name
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, write_launch
 from spacing.sweeper import group_cells, is_group
@@ -224,8 +222,7 @@ def job_cells(config: Any) -> list[Path]:
     out_dir = Path(str(config.hydra.runtime.output_dir))
     if not is_group(config):
         return [out_dir]
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    return [sweep_dir / cell_dir_name(to_dict(cell)) for cell in group_cells(app_config(config))]
+    return [cell_dir for _, cell_dir in group_cells(app_config(config), Path(str(config.hydra.sweep.dir)))]
 
 
 _launch_exit_code = 0

@@ -51,8 +51,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from spacing.config import MethodConfig
+from spacing.config import MethodConfig, to_dict
 from spacing.errors import ConfigError, UserError
+from spacing.neutral import cell_dir_name
 
 PLUGIN_PATH = Path(__file__).resolve().parent / "hydra_plugin"
 """Holds ``hydra_plugins/spacing_sweeper.py``: a portion of Hydra's plugin namespace package."""
@@ -165,11 +166,12 @@ def _fusable_values(cell: Sequence[str], compose: Compose) -> dict[str, Any] | N
     return {key: getattr(method, key) for key in method.fusable_keys}
 
 
-def group_cells(job: DictConfig) -> list[DictConfig]:
-    """The config of each cell of a fused group's job (its run config, without the hydra node), in order.
+def group_cells(job: DictConfig, sweep_dir: Path) -> list[tuple[DictConfig, Path]]:
+    """The config and dir of each cell of a fused group's job (`job`: its run config, without the hydra node), in order.
 
     A cell's config is the job's with the cell's values set under ``method.`` and no ``fused_cells``:
-    the config its overrides compose alone (tests/sweeps/test_fused_grid.py checks this).
+    the config its overrides compose alone (tests/sweeps/test_fused_grid.py checks this), so its dir
+    in `sweep_dir` is the unfused cell's.
     """
     cells = []
     for values in job[FUSED_CELLS]:
@@ -178,7 +180,7 @@ def group_cells(job: DictConfig) -> list[DictConfig]:
             cell[FUSED_CELLS] = []
             for key, value in values.items():
                 cell.method[key] = value
-        cells.append(cell)
+        cells.append((cell, sweep_dir / cell_dir_name(to_dict(cell))))
     return cells
 
 

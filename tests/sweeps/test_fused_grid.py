@@ -97,10 +97,11 @@ def test_each_cells_config_is_the_group_jobs_config_with_its_values_set(override
     (job,) = jobs_of(cells)
     assert len(job.cells) == len(cells) > 2
     job_config = compose_config(list(job.overrides))
-    rebuilt = group_cells(job_config)
+    rebuilt = group_cells(job_config, Path("sweep"))
     alone = [compose_config(list(cells[i])) for i in job.cells]
-    assert [to_dict(cell) for cell in rebuilt] == [to_dict(cell) for cell in alone]
+    assert [to_dict(cell) for cell, _ in rebuilt] == [to_dict(cell) for cell in alone]
     names = [cell_dir_name(to_dict(cell)) for cell in alone]
+    assert [cell_dir for _, cell_dir in rebuilt] == [Path("sweep") / name for name in names]
     assert len(set(names)) == len(names)
     assert cell_dir_name(to_dict(job_config)) == names[0]  # fused_cells is neutral: Hydra's job dir is the first cell's
 
