@@ -200,12 +200,13 @@ def refuse_hand_set_group(master: DictConfig) -> None:
 
 def fusion_refused(sweeper: str) -> str:
     """The sentence for ``hydra.sweeper.fuse`` given to a sweeper that is not spacing's grid sweeper."""
-    optimiser = "" if sweeper == "BasicSweeper" else (
-        ", and a fused job trains several cells, so it has no one objective to return to an optimising sweeper"
-    )
+    if sweeper == "BasicSweeper":
+        return (f"{FUSE_OPTION} is an option of spacing's grid sweeper (the default one), not of Hydra's BasicSweeper; "
+                f"drop hydra/sweeper=basic (or {FUSE_OPTION}).")
     return (
         f"{FUSE_OPTION} is an option of spacing's grid sweeper, not of the {sweeper}: fusion is for grid sweeps "
-        f"only{optimiser}; drop {FUSE_OPTION} (a sweep file that sets it is a grid: do not combine it with another sweeper)."
+        "only, and a fused job trains several cells, so it has no one objective to return to an optimising sweeper; "
+        f"drop {FUSE_OPTION} (a sweep file that sets it is a grid: do not combine it with another sweeper)."
     )
 
 

@@ -131,6 +131,14 @@ def test_fusion_with_an_optimising_sweeper_is_refused_in_one_sentence(capsys: py
     assert capsys.readouterr().err.startswith("error: hydra.sweeper.fuse is an option of spacing's grid sweeper, not of the OptunaSweeper")
 
 
+def test_fusion_with_hydras_basic_sweeper_names_the_sweeper_to_drop(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_command(["-m", "+sweep=online_kd_curve", "hydra/sweeper=basic"]) == 2
+    assert capsys.readouterr().err == (
+        "error: hydra.sweeper.fuse is an option of spacing's grid sweeper (the default one), not of Hydra's "
+        "BasicSweeper; drop hydra/sweeper=basic (or hydra.sweeper.fuse).\n"
+    )
+
+
 def test_fused_cells_given_by_hand_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run_command(["method=ema", "fused_cells=[{interval:0.0},{interval:1.0}]"]) == 2
