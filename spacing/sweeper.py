@@ -122,35 +122,39 @@ class Job:
 
     @property
     def fused(self) -> bool:
-        return len(self.cells) > 1
+        return any(o.partition("=")[0] == FUSED_CELLS for o in self.overrides)
 
 
 def grid_jobs(cells: Sequence[Sequence[str]], compose: Compose, fuse: bool = False) -> list[Job]:
     """The jobs that train `cells`: one per cell, or with `fuse` one per group of cells that share a trajectory."""
     if not fuse:
         return [Job(tuple(cell), (index,)) for index, cell in enumerate(cells)]
-    groups: dict[object, list[tuple[int, dict[str, Any]]]] = {}
+    groups: dict[object, list[tuple[dict[str, Any], list[int]]]] = {}
     for index, cell in enumerate(cells):
         values = _fusable_values(cell, compose)
         if values is None:
-            groups[index] = [(index, {})]
+            groups[index] = [({}, [index])]
             continue
         fusable = {f"method.{key}" for key in values}
         shared = tuple(sorted(o for o in cell if o.partition("=")[0] not in fusable))
         members = groups.setdefault(shared, [])
-        if all(values != seen for _, seen in members):  # a repeated cell is one cell dir: trained once
-            members.append((index, values))
+        same = next((positions for seen, positions in members if seen == values), None)
+        if same is None:
+            members.append((values, [index]))
+        else:
+            same.append(index)  # a repeated cell: the same cell dir, trained once
     return [_job(cells, members) for members in groups.values()]
 
 
-def _job(cells: Sequence[Sequence[str]], members: list[tuple[int, dict[str, Any]]]) -> Job:
-    """The job of one group: its first cell's overrides, plus the values in which the others differ from it."""
-    first = tuple(cells[members[0][0]])
+def _job(cells: Sequence[Sequence[str]], members: list[tuple[dict[str, Any], list[int]]]) -> Job:
+    """The job of one group: its first cell's overrides, plus the values in which its cells differ from each other."""
+    first = tuple(cells[members[0][1][0]])
+    positions = tuple(index for _, indices in members for index in indices)
     if len(members) == 1:
-        return Job(first, (members[0][0],))
-    varying = [key for key in members[0][1] if len({repr(values[key]) for _, values in members}) > 1]
-    listed = [{key: values[key] for key in varying} for _, values in members]
-    return Job((*first, f"{FUSED_CELLS}={Override._get_value_element_as_str(listed)}"), tuple(i for i, _ in members))
+        return Job(first, positions)
+    varying = [key for key in members[0][0] if len({repr(values[key]) for values, _ in members}) > 1]
+    listed = [{key: values[key] for key in varying} for values, _ in members]
+    return Job((*first, f"{FUSED_CELLS}={Override._get_value_element_as_str(listed)}"), positions)
 
 
 def _fusable_values(cell: Sequence[str], compose: Compose) -> dict[str, Any] | None:

@@ -73,6 +73,12 @@ def test_cells_that_cannot_fuse_and_groups_of_one_are_ordinary_jobs(overrides: t
     assert not any(job.fused for job in jobs)
 
 
+def test_a_repeated_cell_is_trained_once_by_its_groups_job() -> None:
+    cells = grid("method=ema", "method.interval=0,0.5,0", "seed=0")
+    (job,) = jobs_of(cells)
+    assert job.cells == (0, 2, 1) and job.overrides[-1] == "fused_cells=[{interval:0.0},{interval:0.5}]"
+
+
 def test_fusable_and_unfusable_cells_of_one_grid_and_no_fusion_without_the_option() -> None:
     cells = grid("method=ema,dropout", "method.interval=0,0.5")
     jobs = jobs_of(cells)
