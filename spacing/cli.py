@@ -56,6 +56,7 @@ from spacing.contract import COMPLETED, FAILED
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
+from spacing.sweeper import group_cells, is_group
 from spacing.task_cells import cells_in_task, check_cells_per_task
 
 log = logging.getLogger("run")
@@ -76,18 +77,22 @@ class Outcome(float):
     """What the task function returns: the selected metric, and the run's status alongside.
 
     A float, so Hydra's optimising sweepers (Optuna, Nevergrad, Ax) can use it; the status tells
-    the sweep callback how the cell ended. NaN when the run has no value for the metric.
+    the sweep callback how the cell ended. NaN when the run has no value for the metric, and for a
+    fused group's job, whose `cells` give each cell's status by its dir's name (a group has no one
+    metric: fusion is for grid sweeps only).
     """
 
     status: str
+    cells: dict[str, str]
 
-    def __new__(cls, value: float, status: str) -> Outcome:
+    def __new__(cls, value: float, status: str, cells: dict[str, str] | None = None) -> Outcome:
         outcome = super().__new__(cls, value)
         outcome.status = status
+        outcome.cells = dict(cells or {})
         return outcome
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Outcome, (float(self), self.status))
+        return (Outcome, (float(self), self.status, self.cells))
 
 
 class TrialFailed(Exception):
@@ -228,6 +233,8 @@ def train(cfg: DictConfig) -> Outcome:
     single = settings.mode == RunMode.RUN
     sweep_dir = None if single else Path(str(settings.sweep.dir))
     log.info("torch CPU threads: %d", set_thread_count(cfg.trainer.threads, OmegaConf.select(settings, "launcher.n_jobs")))
+    if sweep_dir is not None and is_group(cfg):
+        return _train_group(cfg, sweep_dir)
     try:
         record = run(cfg, out_dir, sweep_dir)
     except KeyboardInterrupt:
@@ -253,8 +260,7 @@ def train(cfg: DictConfig) -> Outcome:
         else:
             log.error("failed: %s (%s)", message, out_dir)
         return _failed(settings, message, FAILED)
-    summary = ", ".join(f"{target} {m['test_acc']:.4f}" for target, m in record["metrics"].items())
-    print(f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}")
+    _report(record, out_dir)
     if record["status"] != COMPLETED:
         if single:
             print(f"error: {record['error']}", file=sys.stderr)
@@ -267,6 +273,47 @@ def train(cfg: DictConfig) -> Outcome:
             "(dataset.val_fraction > 0) and an evaluated objective.target.", FAILED
         )
     return Outcome(math.nan if value is None else value, COMPLETED)
+
+
+def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
+    """A fused group's job (grid sweeps only): train its cells in one process, each into its own cell dir,
+    and return each cell's status. As for one cell, a failure is recorded and the sweep goes on."""
+    from spacing.fused import run_group  # torch: only once a run starts
+
+    cells = group_cells(cfg, sweep_dir)
+    dirs = [cell_dir for _, cell_dir in cells]
+    try:
+        records = run_group(cells, sweep_dir)
+    except KeyboardInterrupt:
+        print(f"error: interrupted while training the fused group of {len(cells)} cells of {shown(dirs[0])}; "
+              "run the same command again to resume.", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except RunningElsewhere as exc:
+        log.warning("%s", exc)  # another process trains a cell of this group: not a failure of this launch
+        return _stopped_group(dirs, RUNNING_ELSEWHERE)
+    except Exception as exc:
+        message = _user_message(exc, dirs[0])
+        if message is None:
+            log.exception("failed: the fused group of %s", shown(dirs[0]))
+        else:
+            log.error("failed: %s (the fused group of %s)", message, shown(dirs[0]))
+        return _stopped_group(dirs, FAILED)
+    for record, cell_dir in zip(records, dirs, strict=True):
+        _report(record, cell_dir)
+    statuses = {cell_dir.name: str(record["status"]) for record, cell_dir in zip(records, dirs, strict=True)}
+    overall = COMPLETED if all(status == COMPLETED for status in statuses.values()) else FAILED
+    return Outcome(math.nan, overall, statuses)
+
+
+def _stopped_group(dirs: list[Path], status: str) -> Outcome:
+    """A group that raised: its cells whose records are completed keep that status, the others get `status`."""
+    statuses = {d.name: COMPLETED if (read_result(d) or {}).get("status") == COMPLETED else status for d in dirs}
+    return Outcome(math.nan, status, statuses)
+
+
+def _report(record: dict[str, Any], out_dir: Path) -> None:
+    summary = ", ".join(f"{target} {m['test_acc']:.4f}" for target, m in record["metrics"].items())
+    print(f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}")
 
 
 def _user_message(exc: BaseException, out_dir: Path) -> str | None:

@@ -35,7 +35,18 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 import spacing.config as schema
 from spacing.config import SCHEMAS, Config, method_schemas, to_dict
 from spacing.neutral import cell_dir_name
-from spacing.sweeper import GRID_SWEEPER, grid_cells, register_plugin
+from spacing.sweeper import (
+    FUSE_OPTION,
+    GRID_SWEEPER,
+    Compose,
+    Job,
+    cached,
+    fusion_refused,
+    grid_cells,
+    grid_jobs,
+    refuse_hand_set_group,
+    register_plugin,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CONFIG_NAME = "config"
@@ -100,7 +111,9 @@ def hydra_session(args: argparse.Namespace) -> Iterator[Hydra]:
 def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) -> DictConfig:
     """The config Hydra composes for the command (hydra node included, sweep values not expanded)."""
     mode = f"hydra.mode={run_mode.name}"
-    return hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
+    master = hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
+    refuse_hand_set_group(master)
+    return master
 
 
 def is_grid(master: DictConfig) -> bool:
@@ -108,14 +121,20 @@ def is_grid(master: DictConfig) -> bool:
     return OmegaConf.select(master, "hydra.sweeper._target_") in GRID_SWEEPERS
 
 
-def job_overrides(hydra: Hydra, master: DictConfig) -> list[list[str]]:
-    """The overrides of every cell of the grid, in launch order, expanded as the grid sweeper does (with its controls)."""
+def grid_plan(hydra: Hydra, master: DictConfig, compose: Compose | None = None) -> tuple[list[list[str]], list[Job]]:
+    """The overrides of every cell of the grid, expanded as the grid sweeper does (with its controls), and
+    the jobs it launches them in (one per cell, or with ``hydra.sweeper.fuse`` one per fused group).
+
+    `compose` composes a cell (default: :func:`compose_cell`, each cell once)."""
     params = OmegaConf.select(master, "hydra.sweeper.params") or {}
     given = [f"{key}={value}" for key, value in params.items()]
     given += list(OmegaConf.to_container(master.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
     parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(given)
     controls = bool(OmegaConf.select(master, "hydra.sweeper.controls", default=False))
-    return grid_cells(parsed, lambda cell: compose_cell(hydra, master, cell), controls)
+    fuse = bool(OmegaConf.select(master, "hydra.sweeper.fuse", default=False))
+    compose = compose or cached(lambda cell: compose_cell(hydra, master, cell))
+    cells = grid_cells(parsed, compose, controls)
+    return cells, grid_jobs(cells, compose, fuse)
 
 
 def compose_cell(hydra: Hydra, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -148,6 +167,9 @@ def explain(exc: BaseException) -> str:
         if exc.options is not None:
             return f"unknown {group} '{choice}'; valid choices for {group}: {', '.join(sorted(exc.options))}."
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    refused = _fusion_refused(exc, cause)
+    if refused is not None:
+        return refused
     unknown = isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key
     if unknown and dataclasses.is_dataclass(cause.object_type):
         return _unknown_key(cause.full_key, cause.object_type, None)
@@ -160,6 +182,14 @@ def explain(exc: BaseException) -> str:
         if explained:
             return explained
     return str(getattr(cause, "msg", None) or exc).strip().splitlines()[0]
+
+
+def _fusion_refused(exc: BaseException, cause: BaseException) -> str | None:
+    """The sentence for ``hydra.sweeper.fuse`` set (on the command line or by a sweep file) for a sweeper without it."""
+    if getattr(cause, "full_key", None) == FUSE_OPTION and isinstance(getattr(cause, "object_type", None), type):
+        return fusion_refused(cause.object_type.__name__.removesuffix("Conf"))  # type: ignore[union-attr]
+    match = re.search(rf"full_key: {re.escape(FUSE_OPTION)}\s+object_type=(\w+)", str(exc))
+    return fusion_refused(match[1].removesuffix("Conf")) if match else None
 
 
 _COMPOSING = re.compile(r"^In '(?P<config>[^']+)': (?P<kind>\w+) raised while composing config:\n(?P<detail>.*)", re.S)

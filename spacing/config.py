@@ -196,6 +196,14 @@ class MethodConfig:
     control_kind: ClassVar[str | None] = None
     """What a control run of this method matches (the record's ``control.kind``); None: it has none."""
 
+    fusable_keys: ClassVar[tuple[str, ...]] = ()
+    """The ``method.`` keys in which the cells of one fused group may differ (they share one training
+    trajectory, see README, Fused runs); empty: the method changes training itself and cannot fuse."""
+
+    def fusable(self) -> bool:
+        """Whether this config can share its trajectory with others."""
+        return bool(self.fusable_keys)
+
     def __post_init__(self) -> None:
         _require(
             self.interval >= 0 and not math.isnan(self.interval),
@@ -304,6 +312,7 @@ class EmaConfig(MethodConfig):
     """The paper's code evaluated both models in train mode (batch statistics on test batches)."""
 
     control_kind: ClassVar[str | None] = "matched_horizon"
+    fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "decay", "schedule", "control")
 
     def matched_control(self, schedule: Schedule) -> EmaConfig:
         """Massed EMA over the same horizon: decay d every S steps averages over about S / (1 - d)
@@ -372,6 +381,12 @@ class OnlineKDConfig(DistillConfig):
     replay_teacher_bn: bool = False
     """The teacher's forwards of replayed batches update its BatchNorm running statistics (the
     paper's teacher ran them in train mode, so each batch counts twice)."""
+
+    fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "schedule")
+
+    def fusable(self) -> bool:
+        """Not with replay_teacher_bn: each student's replays would move the one teacher's BatchNorm statistics."""
+        return super().fusable() and not self.replay_teacher_bn
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -532,6 +547,12 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
+    fused_cells: list[dict[str, Any]] = field(default_factory=list)
+    """Set by the grid sweeper (``hydra.sweeper.fuse=true``), not by hand: this job is a fused group,
+    and each entry is one of its cells, as the values of the method's fusable keys in which the
+    group's cells differ (``{interval: 0.5, decay: 0.99}``); each cell is this config with them set
+    (:func:`spacing.sweeper.group_cells`). [] (the default): the run is one cell. A neutral key
+    (:mod:`spacing.neutral`): no cell's dir or record depends on it."""
 
     def __post_init__(self) -> None:
         _require(0 <= self.seed <= MAX_SEED, f"seed must be an integer in [0, {MAX_SEED}]; got {self.seed}.")
@@ -540,6 +561,24 @@ class Config:
                 math.isinf(self.method.interval) or self.method.interval <= MAX_INTERVAL,
                 f"method.interval must be at most {MAX_INTERVAL:g} epochs, or inf (offline KD); got {self.method.interval:g}.",
             )
+            self._check_fused_cells(self.method)
+
+    def _check_fused_cells(self, method: MethodConfig) -> None:
+        """A fused group's cells may differ only in keys the method fuses, and the config must fuse at all."""
+        if not self.fused_cells:
+            return
+        _require(
+            method.fusable(),
+            f"fused_cells: this {method.name} config cannot share its training trajectory (see README, Sweeps: "
+            "fused cells); run its cells unfused (hydra.sweeper.fuse=false).",
+        )
+        for cell in self.fused_cells:
+            for key in cell:
+                _require(
+                    key in method.fusable_keys,
+                    f"fused_cells: method.{key} is not a key {method.name} fuses (its cells may differ only in "
+                    f"{', '.join('method.' + k for k in method.fusable_keys)}); run these cells unfused.",
+                )
 
 
 def method_schemas() -> dict[str, type[MethodConfig]]:

@@ -32,6 +32,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "dataset.root",
     "dataset.download",
     "dataset.workers",
+    "fused_cells",
 )
 """Dotted keys whose value never changes a run's numbers."""
 

@@ -19,10 +19,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from spacing.compose import app_config, cell_dir, compose_cell, explain, is_grid, job_overrides, shown
+from spacing.compose import app_config, cell_dir, compose_cell, explain, grid_plan, is_grid, shown
 from spacing.config import to_config
 from spacing.errors import ConfigError
 from spacing.sweep_state import cell_state
+from spacing.sweeper import Compose, Job, cached
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class Plan:
     sweeper: str | None = None
     """The sweeper's class when it is not the basic grid sweeper: its cells are chosen while it runs, so
     only the base config is checked (`cells` then holds it when it is invalid, and nothing else)."""
+    jobs: tuple[Job, ...] = ()
+    """The jobs the grid sweeper launches, in launch order: one per cell, or one per fused group
+    (``hydra.sweeper.fuse``); on SLURM, one array task each."""
+
+    @property
+    def fused(self) -> tuple[Job, ...]:
+        return tuple(job for job in self.jobs if job.fused)
+
+    def task_of_cells(self, tasks: list[str]) -> list[str]:
+        """Each cell's task (`tasks`: one per job, in launch order), in the order of `cells`."""
+        of_cell = {cell: task for job, task in zip(self.jobs, tasks, strict=True) for cell in job.cells}
+        return [of_cell[index] for index in range(len(self.cells))]
 
     @property
     def invalid(self) -> tuple[PlannedCell, ...]:
@@ -84,7 +97,7 @@ class Plan:
         if self.invalid:
             counts.append(f"{len(self.invalid)} invalid")
         lines = [
-            f"sweep {shown(self.sweep_dir)}: {len(self.cells)} cells ({', '.join(counts)}), "
+            f"sweep {shown(self.sweep_dir)}: {len(self.cells)} cells ({', '.join(counts)}){self._jobs_text()}, "
             f"composed and checked in {self.seconds:.1f} s"
         ]
         keys = self.varying()
@@ -95,6 +108,14 @@ class Plan:
             if cfg is not None and cell.config is not None:
                 lines += ["    " + line for line in _config_yaml(cell.config, cfg).splitlines()]
         return lines
+
+    def _jobs_text(self) -> str:
+        """How many jobs a fused grid launches (nothing when every cell is its own job)."""
+        if not self.fused:
+            return ""
+        singles = len(self.jobs) - len(self.fused)
+        kinds = [counted(len(self.fused), "fused group")] + ([counted(singles, "single cell")] if singles else [])
+        return f" in {counted(len(self.jobs), 'job')} ({', '.join(kinds)})"
 
 
 def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
@@ -109,15 +130,15 @@ def make_plan(hydra: Hydra, master: DictConfig) -> Plan:
             checked = (PlannedCell((), error=str(exc)),)
         name = str(OmegaConf.select(master, "hydra.sweeper._target_")).rpartition(".")[2]
         return Plan(sweep_dir, checked, time.perf_counter() - started, sweeper=name)
-    cells = []
-    for overrides in job_overrides(hydra, master):
-        cells.append(_plan_cell(hydra, master, tuple(overrides)))
-    return Plan(sweep_dir, tuple(cells), time.perf_counter() - started)
+    compose = cached(lambda overrides: compose_cell(hydra, master, overrides))
+    grid, jobs = grid_plan(hydra, master, compose)
+    cells = tuple(_plan_cell(compose, tuple(overrides)) for overrides in grid)
+    return Plan(sweep_dir, cells, time.perf_counter() - started, jobs=tuple(jobs))
 
 
-def _plan_cell(hydra: Hydra, master: DictConfig, overrides: tuple[str, ...]) -> PlannedCell:
+def _plan_cell(compose: Compose, overrides: tuple[str, ...]) -> PlannedCell:
     try:
-        cell = compose_cell(hydra, master, overrides)
+        cell = compose(overrides)
         to_config(app_config(cell))
         where = cell_dir(cell)
     except ConfigError as exc:
@@ -125,6 +146,11 @@ def _plan_cell(hydra: Hydra, master: DictConfig, overrides: tuple[str, ...]) -> 
     except (HydraException, OmegaConfBaseException) as exc:
         return PlannedCell(overrides, error=explain(exc))
     return PlannedCell(overrides, where, cell_state(where), config=cell)
+
+
+def counted(n: int, what: str) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _config_yaml(cell: DictConfig, cfg: str) -> str:

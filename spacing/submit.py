@@ -1,10 +1,11 @@
 """``spacing submit ARGS``: submit a grid as one SLURM job array, print its job id and sweep dir, return.
 
 The array's tasks are exactly those of ``python run.py -m ARGS hydra/launcher=slurm``: the same
-launcher object submits them (``CellsPerTaskSlurmLauncher.submit``, one task per
-``hydra.launcher.cells_per_task`` cells) and runs each cell with the same callbacks, so cells are
-marked, resumed and skipped as in a blocking launch. Only the wait is left out: the submitting
-process exits at once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
+launcher object submits them (``CellsPerTaskSlurmLauncher.submit``: one task per
+``hydra.launcher.cells_per_task`` jobs, a job being a cell or a fused group of cells, see
+``hydra.sweeper.fuse``) and runs each job with the same callbacks, so cells are marked, resumed
+and skipped as in a blocking launch. Only the wait is left out: the submitting process exits at
+once, and ``spacing status SWEEP_DIR`` reports on the array from any shell,
 any time later, and analyses the sweep once every cell has finished.
 """
 
@@ -22,6 +23,7 @@ from omegaconf import OmegaConf
 from spacing.cli import COMPOSE_ERRORS, check_launcher, probe_writable, train
 from spacing.compose import compose_master, explain, hydra_session, is_grid, shown
 from spacing.errors import UserError
+from spacing.plan import counted
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
 from spacing.task_cells import SLURM_LAUNCHER
@@ -51,13 +53,17 @@ def submit(args: argparse.Namespace) -> int:
         OmegaConf.save(master, sweep_dir / "multirun.yaml")
         context = HydraContext(config_loader=session.config_loader, callbacks=callbacks)
         launcher = Plugins.instance().instantiate_launcher(config=master, hydra_context=context, task_function=train)
-        jobs = launcher.submit([cell.overrides for cell in sweep.plan.cells])
+        plan = sweep.plan
+        jobs = launcher.submit([job.overrides for job in plan.jobs])
         tasks = [str(job.job_id) for job in jobs]
-        task_of_cell = [tasks[index // launcher.cells_per_task] for index in range(len(sweep.plan.cells))]
-        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in sweep.plan.cells], sys.argv, slurm_jobs=task_of_cell)
+        task_of_job = [tasks[index // launcher.cells_per_task] for index in range(len(plan.jobs))]
+        write_launch(sweep_dir, str(sweep.launch), [cell.dir for cell in plan.cells], sys.argv, slurm_jobs=plan.task_of_cells(task_of_job))
     job = tasks[0].split("_")[0]
-    # submitit submits a single cell as a plain job, not an array
-    what = f"array job {job} ({len(tasks)} tasks)" if len(tasks) > 1 else f"job {job} (1 task)"
+    # submitit submits a single job as a plain job, not an array
+    what = f"array job {job} ({len(tasks)} tasks" if len(tasks) > 1 else f"job {job} (1 task"
+    if len(plan.cells) != len(tasks):
+        what += f" for {len(plan.cells)} cells" + (f": {counted(len(plan.fused), 'fused group')}" if plan.fused else "")
+    what += ")"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
     print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
     return 0

@@ -9,8 +9,9 @@ around its job:
 - at the start, every cell of a grid is composed and checked (:mod:`spacing.plan`); one invalid
   cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``;
 - around each job, the cell's ``sweep_cell.json`` says which launch ran it, where, and how it
-  ended; a cell in a worker process of the launching process (``hydra/launcher=local``) ends
-  when the launching process ends;
+  ended; a fused group's job (``hydra.sweeper.fuse``) marks each of its cells, so cells are
+  counted, never jobs; a cell in a worker process of the launching process
+  (``hydra/launcher=local``) ends when the launching process ends;
 - at the end, the launching process reads those files back, so the counts are right whichever
   process or machine ran a cell, and prints them; the command line then exits with code 4 when a
   cell did not complete (:func:`launch_exit_code`), after the callbacks listed before this one
@@ -36,10 +37,12 @@ from typing import Any
 
 from spacing.atomic import atomic_write_text
 from spacing.claim import RUNNING_ELSEWHERE
+from spacing.compose import app_config
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, write_launch
+from spacing.sweeper import group_cells, is_group
 
 log = logging.getLogger(__name__)
 
@@ -163,27 +166,29 @@ class SweepCallback:
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         if self.launch is None:  # a single run, not a sweep cell
             return
-        out_dir = str(config.hydra.runtime.output_dir)
-        self._records_before[out_dir] = read_result(Path(out_dir))
-        self._write(Path(out_dir), RUNNING, None)
+        for cell in job_cells(config):
+            self._records_before[str(cell)] = read_result(cell)
+            self._write(cell, RUNNING, None)
         if self.launcher_pid is not None and os.getppid() == self.launcher_pid:
             end_with_parent(self.launcher_pid)
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         if self.launch is None:
             return
-        out_dir = str(config.hydra.runtime.output_dir)
-        after = read_result(Path(out_dir))
+        out_dir = Path(str(config.hydra.runtime.output_dir))
         returned = job_return._return_value  # the property re-raises a failed job's exception
-        status = getattr(returned, "status", None)
-        outcome = cell_outcome(status, self._records_before.pop(out_dir, None), after)
-        error = None
-        if outcome in (FAILED, DIVERGED):
-            recorded = after.get("error") if after is not None and after.get("status") == outcome else None
-            raised = f"{type(returned).__name__}: {returned}" if isinstance(returned, BaseException) else None
-            error = recorded or raised or "see the log in the cell dir"
-        self._write(Path(out_dir), outcome, error)
-        log.info("%s: %s", outcome, out_dir)
+        statuses = getattr(returned, "cells", None) or {}
+        for cell in job_cells(config):
+            after = read_result(cell)
+            status = statuses.get(cell.name, getattr(returned, "status", None))
+            outcome = cell_outcome(status, self._records_before.pop(str(cell), None), after)
+            error = None
+            if outcome in (FAILED, DIVERGED):
+                recorded = after.get("error") if after is not None and after.get("status") == outcome else None
+                raised = f"{type(returned).__name__}: {returned}" if isinstance(returned, BaseException) else None
+                error = recorded or raised or ("see the log in the cell dir" if cell == out_dir else f"see the log in {out_dir}")
+            self._write(cell, outcome, error)
+            log.info("%s: %s", outcome, cell)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         global _launch_exit_code
@@ -210,6 +215,14 @@ class SweepCallback:
             "slurm": {name: os.environ[name] for name in SLURM_VARIABLES if name in os.environ},
         }
         atomic_write_text(out_dir / CELL_FILE, json.dumps(marker, indent=2) + "\n")
+
+
+def job_cells(config: Any) -> list[Path]:
+    """The cell dirs a job trains: its output dir, or each cell's dir for a fused group's job (the first is its output dir)."""
+    out_dir = Path(str(config.hydra.runtime.output_dir))
+    if not is_group(config):
+        return [out_dir]
+    return [cell_dir for _, cell_dir in group_cells(app_config(config), Path(str(config.hydra.sweep.dir)))]
 
 
 _launch_exit_code = 0

@@ -17,23 +17,43 @@ controls to any grid:
 
     python run.py -m +sweep=ema_grid hydra.sweeper.controls=true
 
+``hydra.sweeper.fuse=true`` launches the cells that can share one training trajectory as one job
+(:func:`grid_jobs`): cells whose method fuses (:meth:`spacing.config.MethodConfig.fusable`) and whose
+overrides are equal except for the method's fusable keys (EMA: interval, decay, schedule, control;
+online KD: interval, schedule) form a group, in the order of their first cell. A group's job is its
+first cell's overrides plus ``fused_cells=[{...}, ...]``: each cell as the values of the fusable keys
+in which the group's cells differ. Every config a cell's overrides compose differs from the
+first cell's only in those plain values under ``method.``, so the task rebuilds each cell's config
+from the job's by setting them (:func:`group_cells`), and ``fused_cells`` is neutral
+(:mod:`spacing.neutral`): the job's Hydra dir is its first cell's dir, and every cell's dir and
+record are those of the unfused cell. A group of one, and a cell whose config does not fuse, stay
+ordinary jobs. Hydra's launchers see jobs as they always do: submitit makes one array task per job.
+
 Everything that needs a multirun's cells before it runs (``spacing plan``, the pre-flight check of
-every launch, ``spacing submit``) gets them from :func:`spacing.compose.job_overrides`, which calls
-:func:`grid_cells` as the sweeper does, so it sees exactly the cells the sweeper launches.
+every launch, ``spacing submit``) gets them from :func:`spacing.compose.grid_plan`, which calls
+:func:`grid_cells` and :func:`grid_jobs` as the sweeper does, so it sees exactly the cells and jobs
+the sweeper launches.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
+
+from spacing.config import MethodConfig, to_dict
+from spacing.errors import ConfigError, UserError
+from spacing.neutral import cell_dir_name
 
 PLUGIN_PATH = Path(__file__).resolve().parent / "hydra_plugin"
 """Holds ``hydra_plugins/spacing_sweeper.py``: a portion of Hydra's plugin namespace package."""
@@ -41,9 +61,25 @@ GRID_SWEEPER = "hydra_plugins.spacing_sweeper.SpacingSweeper"
 """The grid sweeper's ``_target_`` (``conf/hydra/sweeper/spacing.yaml``)."""
 CONTROL_KEY = "method.control"
 CONTROL = f"{CONTROL_KEY}=matched"
+FUSE_OPTION = "hydra.sweeper.fuse"
+FUSED_CELLS = "fused_cells"
+"""The top-level key of a fused group's job that lists its cells (:attr:`spacing.config.Config.fused_cells`)."""
 
 Compose = Callable[[Sequence[str]], DictConfig]
 """The config of one cell from its overrides (as the launcher will compose it)."""
+
+
+def cached(compose: Compose) -> Compose:
+    """`compose`, composing each cell once: the controls and the fused groups both ask for a cell's config."""
+    seen: dict[tuple[str, ...], DictConfig] = {}
+
+    def compose_once(cell: Sequence[str]) -> DictConfig:
+        key = tuple(cell)
+        if key not in seen:
+            seen[key] = compose(cell)
+        return seen[key]
+
+    return compose_once
 
 
 def has_control(cell: DictConfig) -> bool:
@@ -74,6 +110,108 @@ def _spaced_with_control(cell: list[str], compose: Compose) -> bool:
         return has_control(compose(cell))
     except (HydraException, OmegaConfBaseException):
         return False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job the sweeper launches: one cell, or a fused group of cells."""
+
+    overrides: tuple[str, ...]
+    cells: tuple[int, ...]
+    """The positions of its cells in the grid's cells (:func:`grid_cells`), in the order it trains them."""
+
+    @property
+    def fused(self) -> bool:
+        return any(o.partition("=")[0] == FUSED_CELLS for o in self.overrides)
+
+
+def grid_jobs(cells: Sequence[Sequence[str]], compose: Compose, fuse: bool = False) -> list[Job]:
+    """The jobs that train `cells`: one per cell, or with `fuse` one per group of cells that share a trajectory."""
+    if not fuse:
+        return [Job(tuple(cell), (index,)) for index, cell in enumerate(cells)]
+    groups: dict[object, list[tuple[dict[str, Any], list[int]]]] = {}
+    for index, cell in enumerate(cells):
+        values = _fusable_values(cell, compose)
+        if values is None:
+            groups[index] = [({}, [index])]
+            continue
+        fusable = {f"method.{key}" for key in values}
+        shared = tuple(sorted(o for o in cell if o.partition("=")[0] not in fusable))
+        members = groups.setdefault(shared, [])
+        same = next((positions for seen, positions in members if seen == values), None)
+        if same is None:
+            members.append((values, [index]))
+        else:
+            same.append(index)  # a repeated cell: the same cell dir, trained once
+    return [_job(cells, members) for members in groups.values()]
+
+
+def _job(cells: Sequence[Sequence[str]], members: list[tuple[dict[str, Any], list[int]]]) -> Job:
+    """The job of one group: its first cell's overrides, plus the values in which its cells differ from each other."""
+    first = tuple(cells[members[0][1][0]])
+    positions = tuple(index for _, indices in members for index in indices)
+    if len(members) == 1:
+        return Job(first, positions)
+    varying = [key for key in members[0][0] if len({repr(values[key]) for values, _ in members}) > 1]
+    listed = [{key: values[key] for key in varying} for values, _ in members]
+    return Job((*first, f"{FUSED_CELLS}={Override._get_value_element_as_str(listed)}"), positions)
+
+
+def _fusable_values(cell: Sequence[str], compose: Compose) -> dict[str, Any] | None:
+    """The cell's values of its method's fusable keys, or None when its config cannot fuse (or does not compose)."""
+    if any(o.partition("=")[0].lstrip("+~") == FUSED_CELLS for o in cell):
+        return None
+    try:
+        method = OmegaConf.to_object(compose(cell).method)
+    except (HydraException, OmegaConfBaseException, ConfigError):
+        return None
+    if not isinstance(method, MethodConfig) or not method.fusable():
+        return None
+    return {key: getattr(method, key) for key in method.fusable_keys}
+
+
+def group_cells(job: DictConfig, sweep_dir: Path) -> list[tuple[DictConfig, Path]]:
+    """The config and dir of each cell of a fused group's job (`job`: its run config, without the hydra node), in order.
+
+    A cell's config is the job's with the cell's values set under ``method.`` and no ``fused_cells``:
+    the config its overrides compose alone (tests/sweeps/test_fused_grid.py checks this), so its dir
+    in `sweep_dir` is the unfused cell's.
+    """
+    cells = []
+    for values in job[FUSED_CELLS]:
+        cell = copy.deepcopy(job)
+        with read_write(cell), open_dict(cell):
+            cell[FUSED_CELLS] = []
+            for key, value in values.items():
+                cell.method[key] = value
+        cells.append((cell, sweep_dir / cell_dir_name(to_dict(cell))))
+    return cells
+
+
+def is_group(job: DictConfig) -> bool:
+    """Whether the run config `job` is a fused group's job."""
+    return bool(OmegaConf.select(job, FUSED_CELLS))
+
+
+def refuse_hand_set_group(master: DictConfig) -> None:
+    """Raise UserError when the command's own config lists fused cells: only the grid sweeper writes them, per job."""
+    if is_group(master):
+        raise UserError(
+            f"{FUSED_CELLS} is written by the grid sweeper into each fused group's job, not given on the command line "
+            f"or in a config; remove it (and ask for fusion with {FUSE_OPTION}=true in a grid sweep)."
+        )
+
+
+def fusion_refused(sweeper: str) -> str:
+    """The sentence for ``hydra.sweeper.fuse`` given to a sweeper that is not spacing's grid sweeper."""
+    if sweeper == "BasicSweeper":
+        return (f"{FUSE_OPTION} is an option of spacing's grid sweeper (the default one), not of Hydra's BasicSweeper; "
+                f"drop hydra/sweeper=basic (or {FUSE_OPTION}).")
+    return (
+        f"{FUSE_OPTION} is an option of spacing's grid sweeper, not of the {sweeper}: fusion is for grid sweeps "
+        "only, and a fused job trains several cells, so it has no one objective to return to an optimising sweeper; "
+        f"drop {FUSE_OPTION} (a sweep file that sets it is a grid: do not combine it with another sweeper)."
+    )
 
 
 def register_plugin() -> None:

@@ -41,7 +41,8 @@ def test_plan_lists_every_cell_new_without_importing_torch(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"sweep multirun/demo: {DEMO_CELLS} cells ({DEMO_CELLS} new), composed and checked in ")
+    assert lines[0].startswith(f"sweep multirun/demo: {DEMO_CELLS} cells ({DEMO_CELLS} new) in 10 jobs (10 fused groups), "
+                               "composed and checked in ")  # one job per seed: its intervals and their controls
     rows = cell_rows(lines)
     assert len(rows) == DEMO_CELLS and {row[0] for row in rows} == {"new"}
     assert rows[0][2:] == ["method.interval=0", "seed=0"]  # the values that make the cell

@@ -8,10 +8,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spacing.cli import Outcome, TrialFailed
+from spacing.config import to_dict
+from spacing.neutral import cell_dir_name
 from spacing.sweep_callback import SweepCallback, cell_outcome, launch_exit_code, summarize_launch
 from spacing.sweep_state import CELL_FILE
+from tests.helpers import compose_config
 
 DONE = {"status": "completed", "started_at": "2026-01-01T10:00:00", "finished_at": "2026-01-01T10:05:00"}
 
@@ -34,9 +38,9 @@ def test_cell_outcome(status: str | None, before: dict | None, after: dict | Non
     assert cell_outcome(status, before, after) == outcome
 
 
-def job(out_dir: Path) -> SimpleNamespace:
-    """The slice of a Hydra job config the callback reads."""
-    return SimpleNamespace(hydra=SimpleNamespace(runtime=SimpleNamespace(output_dir=str(out_dir))))
+def job(out_dir: Path) -> DictConfig:
+    """The slice of a Hydra job config the callback reads (a job of one cell: no fused_cells)."""
+    return OmegaConf.create({"hydra": {"runtime": {"output_dir": str(out_dir)}}})
 
 
 def job_return(value: object) -> SimpleNamespace:
@@ -124,3 +128,50 @@ def test_marker_names_the_slurm_job_and_a_single_run_writes_none(tmp_path: Path,
     marker = json.loads((tmp_path / "cell" / CELL_FILE).read_text())
     assert marker["outcome"] == "running" and marker["launch"] == callback.launch
     assert marker["slurm"]["SLURM_ARRAY_JOB_ID"] == "41" and marker["slurm"]["SLURM_ARRAY_TASK_ID"] == "3"
+
+
+def group_job(sweep: Path, intervals: list[str]) -> tuple[DictConfig, list[Path]]:
+    """A fused group's job config (hydra node included, as Hydra hands it to the callback), and its cells' dirs."""
+    cells = [compose_config(["method=ema", f"method.interval={i}"]) for i in intervals]
+    dirs = [sweep / cell_dir_name(to_dict(cell)) for cell in cells]
+    config = compose_config(["method=ema", f"method.interval={intervals[0]}",
+                             f"fused_cells=[{','.join('{interval:' + i + '}' for i in intervals)}]"])
+    with open_dict(config):
+        config.hydra = {"runtime": {"output_dir": str(dirs[0])}, "sweep": {"dir": str(sweep)}}
+    return config, dirs
+
+
+def test_a_fused_groups_job_marks_and_counts_each_of_its_cells(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    callback = SweepCallback()
+    callback.begin_launch()
+    config, (skipped, trained, failed) = group_job(sweep, ["0", "0.5", "1"])
+    write_record(skipped)  # completed by an earlier launch
+
+    callback.on_job_start(config=config)
+    assert [marker["outcome"] for marker in map(lambda c: json.loads((c / CELL_FILE).read_text()), (skipped, trained, failed))] == [
+        "running"] * 3
+    write_record(trained, finished_at="2026-01-01T11:00:00")
+    write_record(failed, status="failed", error="RuntimeError: boom")
+    statuses = {skipped.name: "completed", trained.name: "completed", failed.name: "failed"}
+    callback.on_job_end(config=config, job_return=job_return(Outcome(math.nan, "failed", statuses)))
+
+    callback.on_multirun_end(config=sweep_config(sweep))
+    assert launch_exit_code() == 4
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"sweep {sweep}: 3 cells, 1 completed, 1 skipped, 1 failed"  # cells, not jobs
+    assert f"  failed: {failed} (RuntimeError: boom)" in out
+
+
+def test_a_fused_groups_job_that_raised_fails_each_of_its_cells_as_a_raised_job_of_one_cell_does(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    callback = SweepCallback()
+    callback.begin_launch()
+    config, (first, second) = group_job(sweep, ["0", "0.5"])
+    callback.on_job_start(config=config)
+    write_record(first, finished_at="2026-01-01T11:00:00")
+    callback.on_job_end(config=config, job_return=job_return(RuntimeError("boom")))
+    callback.on_multirun_end(config=sweep_config(sweep))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"sweep {sweep}: 2 cells, 0 completed, 0 skipped, 2 failed"  # a raised job: the task reported no status
+    assert f"  failed: {second} (RuntimeError: boom)" in out

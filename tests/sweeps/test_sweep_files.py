@@ -72,6 +72,23 @@ def test_demo_grid_is_an_ema_interval_curve_with_controls_and_seeds_on_offline_d
     assert cfg.trainer.threads == 1
 
 
+FUSED_BY_DEFAULT = {"demo", "ema_grid", "online_kd_curve"}
+"""The grids whose cells share training trajectories (EMA, online KD): fused unless told otherwise."""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grids_of_methods_that_fuse_ask_for_fusion_and_the_others_do_not(name: str) -> None:
+    cfg = compose_sweep(name)
+    assert cfg.hydra.sweeper.fuse is (name in FUSED_BY_DEFAULT)
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    method = to_config(cfg).method
+    if name in FUSED_BY_DEFAULT:
+        assert method.fusable()
+    elif name != "online_kd_random":  # its cells differ in the seed only: groups of one, so it need not ask
+        assert not method.fusable()  # dropout and self KD change training itself; a baseline has nothing to share
+
+
 @pytest.mark.parametrize(
     "name,keys,must_hold",
     [

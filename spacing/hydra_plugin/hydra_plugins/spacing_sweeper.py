@@ -14,20 +14,26 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
-from spacing.sweeper import grid_cells
+from spacing.sweeper import cached, grid_cells, grid_jobs
 
 
 class SpacingSweeper(BasicSweeper):
-    """Hydra's basic sweeper whose cells come from :func:`spacing.sweeper.grid_cells` (``controls``: add control cells)."""
+    """Hydra's basic sweeper whose jobs come from :func:`spacing.sweeper.grid_cells` (``controls``: add control
+    cells) and :func:`spacing.sweeper.grid_jobs` (``fuse``: one job per group of cells that share a trajectory)."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None, controls: bool = False) -> None:
+    def __init__(
+        self, max_batch_size: int | None = None, params: dict[str, str] | None = None, controls: bool = False, fuse: bool = False
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.controls = controls
+        self.fuse = fuse
 
     def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:  # type: ignore[override]
-        """The basic sweeper's batches of cells (its ``sweep`` calls this on the instance)."""
-        cells = grid_cells(overrides, self._compose, self.controls)
-        return list(BasicSweeper.split_overrides_to_chunks(cells, max_batch_size))
+        """The basic sweeper's batches of jobs (its ``sweep`` calls this on the instance)."""
+        compose = cached(self._compose)
+        cells = grid_cells(overrides, compose, self.controls)
+        jobs = [list(job.overrides) for job in grid_jobs(cells, compose, self.fuse)]
+        return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size))
 
     def _compose(self, overrides: Sequence[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
