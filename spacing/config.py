@@ -196,6 +196,14 @@ class MethodConfig:
     control_kind: ClassVar[str | None] = None
     """What a control run of this method matches (the record's ``control.kind``); None: it has none."""
 
+    fusable_keys: ClassVar[tuple[str, ...]] = ()
+    """The ``method.`` keys in which the cells of one fused group may differ (they share one training
+    trajectory, see README, Fused runs); empty: the method changes training itself and cannot fuse."""
+
+    def fusable(self) -> bool:
+        """Whether this config can share its trajectory with others."""
+        return bool(self.fusable_keys)
+
     def __post_init__(self) -> None:
         _require(
             self.interval >= 0 and not math.isnan(self.interval),
@@ -304,6 +312,7 @@ class EmaConfig(MethodConfig):
     """The paper's code evaluated both models in train mode (batch statistics on test batches)."""
 
     control_kind: ClassVar[str | None] = "matched_horizon"
+    fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "decay", "schedule", "control")
 
     def matched_control(self, schedule: Schedule) -> EmaConfig:
         """Massed EMA over the same horizon: decay d every S steps averages over about S / (1 - d)
@@ -372,6 +381,12 @@ class OnlineKDConfig(DistillConfig):
     replay_teacher_bn: bool = False
     """The teacher's forwards of replayed batches update its BatchNorm running statistics (the
     paper's teacher ran them in train mode, so each batch counts twice)."""
+
+    fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "schedule")
+
+    def fusable(self) -> bool:
+        """Not with replay_teacher_bn: each student's replays would move the one teacher's BatchNorm statistics."""
+        return super().fusable() and not self.replay_teacher_bn
 
     def __post_init__(self) -> None:
         super().__post_init__()
