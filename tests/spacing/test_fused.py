@@ -19,7 +19,7 @@ from spacing.fused import run_group
 from spacing.runner import run
 from tests.helpers import compose_config
 
-DIGITS = ("dataset=digits", "model=small_cnn", "model.width=8", "trainer.batch_size=32", "trainer.device=cpu")
+DIGITS = ("dataset=digits", "dataset.train_fraction=0.5", "model=small_cnn", "model.width=8", "trainer.batch_size=32", "trainer.device=cpu")
 EMA_CELLS = [(f"method.interval={i}", f"method.decay={d}") for i in (0, 0.5, 1) for d in (0.9, 0.99)] + [
     ("method.interval=0.5", "method.decay=0.9", "method.control=matched")
 ]
@@ -84,8 +84,9 @@ def test_fused_kd_curve_massed_spaced_and_offline_equals_its_separate_runs(tmp_p
     assert teacher[:2] == [row["test_acc"] for row in history(fused[0]) if row["target"] == "teacher"]
 
 
+@pytest.mark.slow
 def test_a_group_killed_between_two_cells_checkpoints_resumes_to_the_uninterrupted_records(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Killed while saving the second cell's epoch 2: the first stands at epoch 2, the second at 1; both go on from 1."""
     cells = [("method.interval=0", "method.decay=0.9"), ("method.interval=0.5", "method.decay=0.9")]
@@ -107,7 +108,13 @@ def test_a_group_killed_between_two_cells_checkpoints_resumes_to_the_uninterrupt
     assert [json.loads((cell / "result.json").read_text())["status"] for cell in killed] == ["running", "running"]  # as a kill leaves them
     assert (killed[0] / PREVIOUS_CHECKPOINT_FILE).exists()
 
-    records = run_group(list(zip(configs("ema", cells, 3), killed)))
+    with caplog.at_level("INFO", logger="spacing.loop"):
+        records = run_group(list(zip(configs("ema", cells, 3), killed)))
+    resumed = [message for message in caplog.messages if message.startswith("resumed from")]
+    assert resumed == [
+        f"resumed from {killed[0] / PREVIOUS_CHECKPOINT_FILE} at epoch 1",  # back one epoch, to where the other stands
+        f"resumed from {killed[1] / CHECKPOINT_FILE} at epoch 1",
+    ]
     assert [record["status"] for record in records] == ["completed", "completed"]
     for done, resumed in zip(whole, killed):
         assert numbers(resumed) == numbers(done)
