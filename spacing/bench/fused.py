@@ -5,7 +5,8 @@ decays) and of a KD curve (intervals, offline ``inf`` included) is trained once 
 (:func:`spacing.runner.run`) and once in its fused group (:func:`spacing.fused.run_group`). The
 records are checked equal (metrics, counters, history up to its timing column; a difference ends
 the benchmark with an error), then the training seconds compared: unfused, the sum of the runs'
-``wall_time_s``; fused, the group's (every cell records the group's). The last two lines are
+``wall_time_s``; fused, the group's (every cell records the group's); each the least over
+``--repeats`` alternating repeats, so that load from other jobs does not decide. The last two lines are
 
     fused EMA grid: <unfused / fused>x
     fused KD curve: <unfused / fused>x
@@ -48,18 +49,24 @@ def comparable_record(record: dict[str, Any], out_dir: Path) -> tuple[Any, ...]:
     return record["status"], record["metrics"], record["counters"], record["steps"], rows
 
 
-def measure(label: str, base: Sequence[str], cells: Sequence[Sequence[str]], root: Path) -> float:
-    """Train `cells` unfused and fused under `root`, check their records equal; returns unfused / fused seconds."""
+def measure(label: str, base: Sequence[str], cells: Sequence[Sequence[str]], root: Path, repeats: int) -> float:
+    """Train `cells` unfused and fused under `root`, `repeats` times each in alternation, checking every fused
+    record equal to its separate run's; returns unfused / fused training seconds, each the least of its repeats
+    (what the work costs; the others lost time to whatever else the machine ran)."""
     configs = cell_configs(base, cells)
-    alone = [runner.run(config, root / label / "unfused" / str(i)) for i, config in enumerate(configs)]
-    together = run_group([(config, root / label / "fused" / str(i)) for i, config in enumerate(configs)])
-    for i, (a, b) in enumerate(zip(alone, together)):
-        if comparable_record(a, root / label / "unfused" / str(i)) != comparable_record(b, root / label / "fused" / str(i)):
-            raise SystemExit(f"the fused record of {label} cell {' '.join(cells[i])} differs from its separate run's")
-    unfused = sum(record["wall_time_s"] for record in alone)
-    fused = max(record["wall_time_s"] for record in together)
-    print(f"  {label}: {len(cells)} cells, unfused {unfused:.3f} s, fused {fused:.3f} s, records equal")
-    return unfused / fused
+    unfused, fused = [], []
+    for repeat in range(repeats):
+        alone_dirs = [root / label / str(repeat) / "unfused" / str(i) for i in range(len(cells))]
+        together_dirs = [root / label / str(repeat) / "fused" / str(i) for i in range(len(cells))]
+        alone = [runner.run(config, out_dir) for config, out_dir in zip(configs, alone_dirs)]
+        together = run_group(list(zip(configs, together_dirs)))
+        for cell, a, b, a_dir, b_dir in zip(cells, alone, together, alone_dirs, together_dirs):
+            if comparable_record(a, a_dir) != comparable_record(b, b_dir):
+                raise SystemExit(f"the fused record of {label} cell {' '.join(cell)} differs from its separate run's")
+        unfused.append(sum(record["wall_time_s"] for record in alone))
+        fused.append(max(record["wall_time_s"] for record in together))
+    print(f"  {label}: {len(cells)} cells, unfused {min(unfused):.3f} s, fused {min(fused):.3f} s, records equal")
+    return min(unfused) / min(fused)
 
 
 def _floats(text: str) -> list[str]:
@@ -77,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kd-intervals", type=_floats, default=_floats("0,0.5,1,inf"), help="KD curve intervals (default 0,0.5,1,inf)")
     parser.add_argument("--device", default="cpu", help="trainer.device (default cpu: equal records are only promised there)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="times each side is trained, alternating; the least seconds count (default 3)")
     parser.add_argument("--override", action="append", default=[], help="any further config override, for every cell (repeatable)")
 
 
@@ -92,11 +100,11 @@ def run_bench(args: argparse.Namespace, root: Path) -> tuple[float, float]:
     ]
     print(
         f"fused vs unfused on {args.device}, {torch.get_num_threads()} threads: {args.dataset}, {args.model}, "
-        f"{args.epochs} epochs, batch {args.batch_size}"
+        f"{args.epochs} epochs, batch {args.batch_size}; least training seconds of {args.repeats} alternating repeats"
     )
     ema_cells = [(f"method.interval={i}", f"method.decay={d}") for i in args.ema_intervals for d in args.decays]
-    ema = measure("EMA grid", [*base, "method=ema"], ema_cells, root)
-    kd = measure("KD curve", [*base, "method=online_kd"], [(f"method.interval={i}",) for i in args.kd_intervals], root)
+    ema = measure("EMA grid", [*base, "method=ema"], ema_cells, root, args.repeats)
+    kd = measure("KD curve", [*base, "method=online_kd"], [(f"method.interval={i}",) for i in args.kd_intervals], root, args.repeats)
     return ema, kd
 
 

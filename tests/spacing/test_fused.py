@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from spacing.claim import RunningElsewhere
 from spacing.contract import CHECKPOINT_FILE, CLAIM_FILE, PREVIOUS_CHECKPOINT_FILE
 from spacing.errors import ConfigError
 from spacing.fused import run_group
+from spacing.methods import METHODS
 from spacing.runner import run
 from tests.helpers import compose_config
 
@@ -183,3 +185,13 @@ def test_a_cell_held_elsewhere_stops_the_group_and_releases_the_others(tmp_path:
     with pytest.raises(RunningElsewhere, match="node-17"):
         run_group(list(zip(configs("ema", cells, 1), dirs)))
     assert not (dirs[0] / CLAIM_FILE).exists() and not (dirs[0] / "result.json").exists()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_method_fuses_exactly_when_it_declares_shared_targets_and_its_config_fusable_keys(name: str) -> None:
+    method = METHODS[name]
+    assert bool(method.shared_targets) == bool(method.config.fusable_keys)
+    assert set(method.shared_targets) <= set(getattr(method, "targets", ())) and method.main_target not in method.shared_targets
+    assert set(method.config.fusable_keys) <= {field.name for field in dataclasses.fields(method.config)}
+    assert method.config.fusable_keys == {"ema": ("interval", "decay", "schedule", "control"),
+                                          "online_kd": ("interval", "schedule")}.get(name, ())

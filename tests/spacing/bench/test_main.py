@@ -74,7 +74,7 @@ FUSED_RATIO = re.compile(r"^fused (?P<label>EMA grid|KD curve): (?P<ratio>\d+\.\
 def test_fused_bench_checks_the_records_and_ends_with_the_two_ratios(capsys: pytest.CaptureFixture[str]) -> None:
     main([
         "fused", "--dataset", "synthetic", "--width", "4", "--epochs", "1", "--batch-size", "64",
-        "--ema-intervals", "0,1", "--decays", "0.9", "--kd-intervals", "1,inf",
+        "--ema-intervals", "0,1", "--decays", "0.9", "--kd-intervals", "1,inf", "--repeats", "1",
     ])
     lines = capsys.readouterr().out.strip().splitlines()
     measured = [FUSED_LINE.match(line) for line in lines[-4:-2]]
