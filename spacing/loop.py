@@ -145,8 +145,12 @@ class Trainer:
         self.checkpoints.save(self.state_dict(), epoch)
         self.record.save(RUNNING)
         if not self.training:
-            self.record.save(COMPLETED)
-            self.checkpoints.remove(keep_last=self.config.trainer.keep_checkpoint)
+            self.complete()
+
+    def complete(self) -> None:
+        """All epochs trained (and checkpointed): the record says completed and the checkpoints go."""
+        self.record.save(COMPLETED)
+        self.checkpoints.remove(keep_last=self.config.trainer.keep_checkpoint)
 
     def evaluate(self, split: EvalSet) -> dict[str, float]:
         """Accuracy of every target on `split` (the validation or the test set), with the method in its evaluation mode."""
@@ -257,6 +261,8 @@ def fit_together(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
     leader = trainers[0]
     for trainer in trainers:
         trainer.start()
+        if not trainer.training:
+            trainer.complete()  # resumed from its last epoch's checkpoint: killed before it said so
     while any(trainer.live for trainer in trainers):
         epoch = leader.progress.epoch
         active = [t for t in trainers if t.training and (t.live or t is leader)]
