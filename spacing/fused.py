@@ -32,7 +32,7 @@ from spacing.build import build_run
 from spacing.checkpoint import Checkpoints, Resumable, read_previous, remove_checkpoints
 from spacing.claim import Claim, RunningElsewhere
 from spacing.config import Config, to_config, to_dict
-from spacing.contract import FINISHED
+from spacing.contract import FINISHED, FUSED_FIELDS
 from spacing.data import DataBundle
 from spacing.errors import ConfigError
 from spacing.loggers import LoggerList, build_loggers
@@ -153,7 +153,7 @@ def _train(
             remove_checkpoints(out_dir)  # a restart from the beginning: no other point of the trajectory stays behind
     checkpoints = [Checkpoints(out_dir, claim, start) for out_dir, claim, start in zip(out_dirs, held, starts)]
     records = [new_record(out_dir, config, start) for out_dir, config, start in zip(out_dirs, dicts, starts)]
-    fused = {"group": group, "cells": len(configs), "cost_share": 1.0 / len(configs)}
+    fused = dict(zip(FUSED_FIELDS, (group, len(configs), 1.0 / len(configs))))
     for record in records:
         record.update(fused=fused)
     loggers = [LoggerList() for _ in configs]

@@ -195,3 +195,16 @@ def test_a_method_fuses_exactly_when_it_declares_shared_targets_and_its_config_f
     assert set(method.config.fusable_keys) <= {field.name for field in dataclasses.fields(method.config)}
     assert method.config.fusable_keys == {"ema": ("interval", "decay", "schedule", "control"),
                                           "online_kd": ("interval", "schedule")}.get(name, ())
+
+
+@pytest.mark.slow
+def test_a_group_whose_shared_model_diverges_records_every_cell_as_its_separate_run_does(tmp_path: Path) -> None:
+    cells = [("method.interval=0",), ("method.interval=0.5",)]
+    extra = ("trainer.lr=1e6", "trainer.log_every=1")
+    for i, config in enumerate(configs("ema", cells, 2, *extra)):
+        run(config, tmp_path / "separate" / str(i))
+    records = run_group([(config, tmp_path / "fused" / str(i)) for i, config in enumerate(configs("ema", cells, 2, *extra))])
+    for i, record in enumerate(records):
+        alone = json.loads((tmp_path / "separate" / str(i) / "result.json").read_text())
+        assert record["status"] == alone["status"] == "diverged"
+        assert (record["error"], record["steps"], record["counters"]) == (alone["error"], alone["steps"], alone["counters"])
