@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 import spacing.fused
-from spacing.checkpoint import Checkpoints
+from spacing.checkpoint import Checkpoints, Resumable
 from spacing.claim import RunningElsewhere
 from spacing.contract import CHECKPOINT_FILE, CLAIM_FILE, PREVIOUS_CHECKPOINT_FILE
 from spacing.errors import ConfigError
-from spacing.fused import run_group
+from spacing.fused import common_start, run_group
 from spacing.methods import METHODS
 from spacing.runner import run
 from tests.helpers import compose_config
@@ -208,3 +208,13 @@ def test_a_group_whose_shared_model_diverges_records_every_cell_as_its_separate_
         alone = json.loads((tmp_path / "separate" / str(i) / "result.json").read_text())
         assert record["status"] == alone["status"] == "diverged"
         assert (record["error"], record["steps"], record["counters"]) == (alone["error"], alone["steps"], alone["counters"])
+
+
+def test_cells_at_different_epochs_without_a_common_checkpoint_start_over_together(tmp_path: Path) -> None:
+    def at(epoch: int, name: str) -> Resumable:
+        return Resumable({"progress": {"epoch": epoch}}, tmp_path / name / CHECKPOINT_FILE)
+
+    same = [at(2, "a"), at(2, "b")]
+    assert common_start(same) == same
+    apart = common_start([at(2, "a"), at(1, "b"), Resumable()])  # no checkpoint.prev.pt behind a's: nothing in common
+    assert [start.state for start in apart] == [None, None, None]
