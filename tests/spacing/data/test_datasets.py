@@ -20,7 +20,7 @@ from spacing.data.files import dataset_root
 from spacing.data.tiny_imagenet import CACHE, IMAGENET_MEAN, MARKER, Counts, check_official
 from spacing.errors import DataError
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load(name: str, root: Path, download: bool = False):  # type: ignore[no-untyped-def]
