@@ -1,7 +1,9 @@
 """The one training loop every method runs in: epochs of train, evaluate, record and checkpoint.
 
-:class:`Trainer` drives built parts (:mod:`spacing.build`) and never asks which method it runs;
-the checkpoint's files are :class:`spacing.checkpoint.Checkpoints`' business. Inside an epoch the
+:class:`Trainer` holds one run's built parts (:mod:`spacing.build`), record and checkpoints and
+never asks which method it runs; :func:`fit_together` is the loop, over one trainer (a run) or
+several in lock-step (a fused group, :mod:`spacing.fused`), so both share every line of it. The
+checkpoint's files are :class:`spacing.checkpoint.Checkpoints`' business. Inside an epoch the
 host reads from the device only every ``trainer.log_every`` steps (progress bar, NaN check,
 tracker step values); the epoch's sums are read once at its end.
 """
