@@ -1,6 +1,7 @@
 """What runs cost: device-hours from each record's ``wall_time_s`` and ``device``.
 
-A run's cost is its wall time times the number of devices it held (``device.count``), counted per
+A run's cost is its wall time times the number of devices it held (``device.count``) times its
+share of them (``fused.cost_share``: a fused cell shares its group's wall time), counted per
 device kind: hours on a GPU and hours on a CPU are different money, so they are never added into
 one number of "hours" in anything a reader sees. Every record counts, finished or not: a failed
 or duplicate run was paid for too.
@@ -17,11 +18,22 @@ import pandas as pd
 from analysis.labels import hours_text
 
 
-def run_hours(wall_time_s: Any, device_count: Any) -> float:
-    """Device-hours of one run: wall time x devices held; 0 when the record has no wall time."""
+def run_hours(wall_time_s: Any, device_count: Any, cost_share: Any = None) -> float:
+    """Device-hours of one run: wall time x devices held x its share of them; 0 when the record has no wall time.
+
+    A fused cell's wall time is its whole group's (spacing.fused), so its share is ``fused.cost_share``
+    (1/k for k cells trained together); an unfused run holds its devices alone (share 1).
+    """
     seconds = wall_time_s if isinstance(wall_time_s, (int, float)) and math.isfinite(wall_time_s) else 0.0
     count = device_count if isinstance(device_count, int) and device_count > 0 else 1
-    return seconds * count / 3600.0
+    valid = isinstance(cost_share, (int, float)) and not isinstance(cost_share, bool) and 0 < cost_share <= 1
+    return seconds * count * (cost_share if valid else 1.0) / 3600.0
+
+
+def cost_share(fused: Any) -> float | None:
+    """The record's ``fused.cost_share`` (None for an unfused run or a record without one)."""
+    share = fused.get("cost_share") if isinstance(fused, dict) else None
+    return float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) else None
 
 
 def unit(device_kind: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.cost import cost_share
 from analysis.errors import AnalysisError
 from analysis.neutral import numbers_config
 from spacing.contract import HISTORY_FILE, RESULT_FILE
@@ -148,6 +149,7 @@ def _read(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     main = data.get("main_target")
     data["main_target"] = main if isinstance(main, str) and main else None
     data["device_kind"], data["device_count"] = _device(data.get("device"))
+    data["cost_share"] = cost_share(data.get("fused"))
     threads = data.get("threads")
     data["threads"] = threads if isinstance(threads, int) and not isinstance(threads, bool) else None
     config = data.pop("config", None)  # large: only what decides "same config" is kept

@@ -26,7 +26,7 @@ POINT = (*CELL, "target")
 RUN_KEYS = (
     "sweep", "sweep_root", "path", "status", *CELL, "seed",
     "epochs", "epochs_completed", "steps", "wall_time_s", "images_per_s", "device_kind", "device_count", "threads",
-    "error", "problem", "problem_detail",
+    "cost_share", "error", "problem", "problem_detail",
 )
 TIDY_COLUMNS = (*RUN_KEYS, "hours", "target", "main", *METRIC_KEYS)
 
@@ -38,11 +38,11 @@ def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     metrics for its main target (it evaluated nothing yet, or its record is broken) still gets a row
     for it with empty metrics, so the completeness report can list it; so does a run whose record
     names no main target (it failed before its method was built, or an older spacing wrote it), as
-    target None. ``hours``: the run's device-hours.
+    target None. ``hours``: the run's device-hours (a fused cell's share of its group's).
     """
     rows: list[tuple[Any, ...]] = []
     for record in records:
-        run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count")))
+        run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count"), record.get("cost_share")))
         metrics = record.get("metrics") or {}
         main = record.get("main_target")
         for target in [*metrics, *([] if main in metrics else [main])]:

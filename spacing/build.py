@@ -55,14 +55,20 @@ class RunParts:
         }
 
 
-def build_run(config: Config) -> RunParts:
-    """Seed, then build the device, speed switches, data, method and LR schedules of `config`."""
+def build_run(config: Config, data: DataBundle | None = None) -> RunParts:
+    """Seed, then build the device, speed switches, data, method and LR schedules of `config`.
+
+    `data`: a bundle already built for the same dataset, trainer and seed (the cells of a fused
+    group share one); building data draws only from its own seeded generators, so the method's
+    weights come out the same either way.
+    """
     trainer = config.trainer
     seed_everything(config.seed)
     device = resolve_device(trainer.device)
     speed = Speed.resolve(trainer, device)
     grad_scaler = speed.grad_scaler()
-    data = build_data(config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, device, speed.memory_format)
+    if data is None:
+        data = build_data(config.dataset, trainer.batch_size, trainer.eval_batch_size, config.seed, device, speed.memory_format)
     in_channels, image_size = data.image_shape[0], data.image_shape[-1]
 
     def make_model(name: str | None) -> StagedNet:

@@ -72,12 +72,7 @@ def read_checkpoints(out_dir: Path) -> Resumable:
         if not path.exists():
             continue
         try:
-            # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
-            # optimizer state to where the live tensors are.
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else ["all"]
-            if missing:
-                raise ValueError(f"not a checkpoint of this harness (missing {', '.join(missing)})")
+            state = _load(path)
         except Exception as exc:  # any way a damaged file fails to load: truncated zip, bad pickle, empty
             reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
             log.warning("cannot read %s (%s); falling back on an earlier checkpoint", path, reason)
@@ -86,6 +81,29 @@ def read_checkpoints(out_dir: Path) -> Resumable:
         found.state, found.path = state, path
         break
     return found
+
+
+def read_previous(resumable: Resumable) -> Resumable | None:
+    """The readable checkpoint.prev.pt behind `resumable` when that resumes from checkpoint.pt (else None):
+    the one earlier epoch a fused group can go back to when its cells' checkpoints stand at different epochs."""
+    if resumable.path is None or resumable.path.name != CHECKPOINT_FILE:
+        return None
+    path = resumable.path.parent / PREVIOUS_CHECKPOINT_FILE
+    try:
+        return Resumable(_load(path), path, list(resumable.unreadable)) if path.exists() else None
+    except Exception:  # damaged: not a state to go back to
+        return None
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """A checkpoint's state; raises on a file that is damaged or not a checkpoint of this harness."""
+    # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
+    # optimizer state to where the live tensors are.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else ["all"]
+    if missing:
+        raise ValueError(f"not a checkpoint of this harness (missing {', '.join(missing)})")
+    return state
 
 
 def refuse_other_config(

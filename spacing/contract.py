@@ -41,3 +41,9 @@ METRIC_KEYS = (*ACCURACY_METRICS, "best_val_epoch", "best_test_epoch")
 """Every key of ``metrics.<target>`` in result.json (see :func:`spacing.record.summarize`)."""
 VALIDATION_METRICS = ("val_acc", "best_val_acc")
 """The metrics measured on the validation split: what model selection and a sweeper's objective may read."""
+
+FUSED_FIELDS = ("group", "cells", "cost_share")
+"""result.json's ``fused``, an object with these keys for a cell trained in a fused group (null for a run
+trained alone): the group's id (its cells' dir names, sorted, hashed: 12 hex digits), how many cells
+trained together, and the cell's share of the group's cost (1 / cells; analysis prices a run as
+``wall_time_s`` x ``device.count`` x ``cost_share``)."""

@@ -1,7 +1,9 @@
 """The one training loop every method runs in: epochs of train, evaluate, record and checkpoint.
 
-:class:`Trainer` drives built parts (:mod:`spacing.build`) and never asks which method it runs;
-the checkpoint's files are :class:`spacing.checkpoint.Checkpoints`' business. Inside an epoch the
+:class:`Trainer` holds one run's built parts (:mod:`spacing.build`), record and checkpoints and
+never asks which method it runs; :func:`fit_together` is the loop, over one trainer (a run) or
+several in lock-step (a fused group, :mod:`spacing.fused`), so both share every line of it. The
+checkpoint's files are :class:`spacing.checkpoint.Checkpoints`' business. Inside an epoch the
 host reads from the device only every ``trainer.log_every`` steps (progress bar, NaN check,
 tracker step values); the epoch's sums are read once at its end.
 """
@@ -12,6 +14,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,7 @@ class Trainer:
         self.loggers = loggers if loggers is not None else LoggerList()
         self.sweep_dir = sweep_dir
         self.progress = Progress()
+        self.diverged = False
         record.update(**parts.record_fields())
 
     @property
@@ -80,6 +84,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train the epochs left, evaluating, recording and checkpointing after each; returns the run record."""
+        return fit_together([self])[0]
+
+    def start(self) -> None:
+        """Before the first epoch (of this process): start the trackers and save the record as running."""
         out_dir = self.record.out_dir
         self.loggers.start(self.record.data, out_dir, self.sweep_dir, self.record.history, self.data.train.steps_per_epoch)
         log.info(
@@ -92,66 +100,59 @@ class Trainer:
             out_dir,
         )
         self.record.save(RUNNING)
-        while self.progress.epoch < self.method.epochs:
-            started = time.perf_counter()
-            epoch = self.progress.epoch
-            lr = self.lr
-            try:
-                stats = self.train_epoch(epoch)
-            except Diverged as exc:
-                self.progress.wall_seconds += time.perf_counter() - started
-                self._update_record()
-                self.record.save(DIVERGED, error=str(exc))
-                log.error("%s", exc)
-                return self.record.data
-            val = self.evaluate(self.data.val) if self.data.val is not None else {}
-            test = self.evaluate(self.data.test)
-            self._step_lr_schedules(epoch)
-            self.progress.epoch += 1
-            seconds = time.perf_counter() - started
-            self.progress.wall_seconds += seconds
-            rows = self._history_rows(epoch + 1, stats, val, test, lr, seconds)
-            self.record.add_epoch(rows)
-            self.loggers.log_epoch(epoch + 1, self.progress.step, rows, self.method.counters())
-            self._log_epoch(epoch + 1, stats, val, test)
-            self._update_record()
-            self.checkpoints.save(self.state_dict(), self.progress.epoch)
-            self.record.save(RUNNING)
-        self.record.save(COMPLETED)
-        self.checkpoints.remove(keep_last=self.config.trainer.keep_checkpoint)
-        return self.record.data
+
+    @property
+    def training(self) -> bool:
+        """Whether epochs are left to train."""
+        return self.progress.epoch < self.method.epochs
+
+    @property
+    def live(self) -> bool:
+        """Whether the run still trains into its record: epochs left and not diverged."""
+        return self.training and not self.diverged
+
+    def follow(self, leader: Trainer) -> None:
+        """Join `leader`'s fused group: the method follows the leader's, and the LR schedules of the
+        optimizers it now shares are the leader's (stepped once per epoch, checkpointed with each cell)."""
+        self.method.follow(leader.method)
+        shared = leader.method.optimizers()
+        for name, optimizer in self.method.optimizers().items():
+            if shared.get(name) is optimizer:
+                self.parts.lr_schedules[name] = leader.parts.lr_schedules[name]
 
     def train_epoch(self, epoch: int) -> dict[str, StepStats]:
         """One pass over the training stream; returns the summed stats per target."""
-        log_every = self.config.trainer.log_every
-        totals: dict[str, StepStats] = {}
-        logged: dict[str, StepStats] = {}
-        self.method.train_mode()
-        started = time.perf_counter()
-        bar = tqdm(
-            total=self.data.train.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{self.method.epochs}",
-            leave=False,
-            disable=None,
-            dynamic_ncols=True,
-        )
-        with bar:
-            for i, batch in enumerate(self.data.train.epoch(epoch)):
-                merge_stats(totals, self.method.train_step(batch, self.progress.step))
-                self.method.end_iteration()
-                self.progress.step += 1
-                self.progress.images += len(batch)
-                bar.update()
-                if (i + 1) % log_every == 0:
-                    self._check_finite(totals, epoch)
-                    bar.set_postfix(_postfix(totals, self.method.targets))
-                    self.loggers.log_step(self.progress.step, _losses_since(totals, logged), self.lr)
-                    logged = dict(totals)
-            merge_stats(totals, self.method.end_epoch(epoch))
-            self.method.end_iteration()
-        self._check_finite(totals, epoch)
-        self.progress.train_seconds += time.perf_counter() - started
-        return totals
+        return train_epoch_together([self], epoch)[0]
+
+    def diverge(self, exc: Diverged, seconds: float) -> None:
+        """The run's loss stopped being finite `seconds` into the epoch: record it as diverged; it trains no more."""
+        self.diverged = True
+        self.progress.wall_seconds += seconds
+        self._update_record()
+        self.record.save(DIVERGED, error=str(exc))
+        log.error("%s", exc)
+
+    def end_epoch(
+        self, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float], lr: float, seconds: float
+    ) -> None:
+        """After an epoch's training and evaluation: record its history rows, checkpoint, and complete the run after its last."""
+        self.progress.epoch += 1
+        self.progress.wall_seconds += seconds
+        epoch = self.progress.epoch
+        rows = self._history_rows(epoch, stats, val, test, lr, seconds)
+        self.record.add_epoch(rows)
+        self.loggers.log_epoch(epoch, self.progress.step, rows, self.method.counters())
+        self._log_epoch(epoch, stats, val, test)
+        self._update_record()
+        self.checkpoints.save(self.state_dict(), epoch)
+        self.record.save(RUNNING)
+        if not self.training:
+            self.complete()
+
+    def complete(self) -> None:
+        """All epochs trained (and checkpointed): the record says completed and the checkpoints go."""
+        self.record.save(COMPLETED)
+        self.checkpoints.remove(keep_last=self.config.trainer.keep_checkpoint)
 
     def evaluate(self, split: EvalSet) -> dict[str, float]:
         """Accuracy of every target on `split` (the validation or the test set), with the method in its evaluation mode."""
@@ -195,14 +196,6 @@ class Trainer:
         self.record.restore_history(state["history"])
         self._update_record()
         log.info("resumed from %s at epoch %d", resumable.path, self.progress.epoch)
-
-    def _step_lr_schedules(self, epoch: int) -> None:
-        """After epoch `epoch`: a step of the LR schedule of every optimizer that trained in it."""
-        with warnings.catch_warnings():
-            # A spaced student may not have stepped yet in its first epochs; its LR still follows the epochs.
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-            for name in self.method.scheduled_optimizers(epoch):
-                self.parts.lr_schedules[name].step()
 
     def _check_finite(self, totals: dict[str, StepStats], epoch: int) -> None:
         for target, stats in totals.items():
@@ -254,6 +247,133 @@ class Trainer:
             images_per_s=round(progress.images / progress.train_seconds, 2) if progress.train_seconds else None,
             counters=self.method.counters(),
         )
+
+
+def fit_together(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
+    """The one loop: train `trainers` epoch by epoch, in lock-step over one batch stream; returns their run records.
+
+    One trainer is an ordinary run. Several are a fused group (:mod:`spacing.fused`), all at the
+    same epoch: the first is the leader, which trains the shared targets and has the most epochs;
+    the others follow it (:meth:`Trainer.follow`) and each step do only their own part, after the
+    leader's. Each is evaluated on its own targets, the shared ones' accuracies copied from the
+    leader's; each records and checkpoints its own epochs, with the group's times. A run whose
+    loss stops being finite is recorded as diverged and stops; a diverged leader keeps training
+    (unrecorded) while others need its shared targets.
+    """
+    leader = trainers[0]
+    for trainer in trainers:
+        trainer.start()
+        if not trainer.training:
+            trainer.complete()  # resumed from its last epoch's checkpoint: killed before it said so
+    while any(trainer.live for trainer in trainers):
+        epoch = leader.progress.epoch
+        active = [t for t in trainers if t.training and (t.live or t is leader)]
+        started = time.perf_counter()
+        lrs = [trainer.lr for trainer in active]
+        stats = train_epoch_together(active, epoch)
+        if not any(trainer.live for trainer in active):
+            break
+        val = _evaluate_together(active, lambda trainer: trainer.data.val) if leader.data.val is not None else None
+        test = _evaluate_together(active, lambda trainer: trainer.data.test)
+        _step_lr_schedules(active, epoch)
+        seconds = time.perf_counter() - started
+        for i, trainer in enumerate(active):
+            if trainer.live:
+                trainer.end_epoch(stats[i], val[i] if val is not None else {}, test[i], lrs[i], seconds)
+            else:
+                trainer.progress.epoch += 1  # a diverged leader, still training the shared targets
+    return [trainer.record.data for trainer in trainers]
+
+
+def train_epoch_together(trainers: Sequence[Trainer], epoch: int) -> list[dict[str, StepStats]]:
+    """One pass of `trainers` (the first leads, see :func:`fit_together`) over epoch `epoch`'s batches; their summed stats per target.
+
+    A follower's stats of the shared targets are the leader's of the same step. The host reads
+    from the device every ``trainer.log_every`` steps: progress bar, finiteness, tracker steps.
+    """
+    leader = trainers[0]
+    log_every = leader.config.trainer.log_every
+    totals: list[dict[str, StepStats]] = [{} for _ in trainers]
+    logged: list[dict[str, StepStats]] = [{} for _ in trainers]
+    for trainer in trainers:
+        trainer.method.train_mode()
+    started = time.perf_counter()
+    bar = tqdm(
+        total=leader.data.train.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{leader.method.epochs}",
+        leave=False,
+        disable=None,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for i, batch in enumerate(leader.data.train.epoch(epoch)):
+            shared: dict[str, StepStats] = {}
+            for trainer, total in zip(trainers, totals):
+                if not (trainer.live or trainer is leader):
+                    continue
+                stats = trainer.method.train_step(batch, trainer.progress.step)
+                if trainer.method.following:
+                    stats = {**{t: shared[t] for t in trainer.method.shared_targets if t in shared}, **stats}
+                else:
+                    shared = stats
+                merge_stats(total, stats)
+                trainer.method.end_iteration()
+                trainer.progress.step += 1
+                trainer.progress.images += len(batch)
+            bar.update()
+            if (i + 1) % log_every == 0:
+                _check_finite(trainers, totals, epoch, started)
+                if not any(trainer.live for trainer in trainers):
+                    return totals
+                bar.set_postfix(_postfix(totals[0], leader.method.targets))
+                for trainer, total, before in zip(trainers, totals, logged):
+                    if trainer.live:
+                        trainer.loggers.log_step(trainer.progress.step, _losses_since(total, before), trainer.lr)
+                logged = [dict(total) for total in totals]
+        for trainer, total in zip(trainers, totals):
+            if trainer.live or trainer is leader:
+                merge_stats(total, trainer.method.end_epoch(epoch))
+                trainer.method.end_iteration()
+    _check_finite(trainers, totals, epoch, started)
+    seconds = time.perf_counter() - started
+    for trainer in trainers:
+        trainer.progress.train_seconds += seconds
+    return totals
+
+
+def _check_finite(trainers: Sequence[Trainer], totals: list[dict[str, StepStats]], epoch: int, started: float) -> None:
+    """Record as diverged every live trainer whose summed loss of some target is no longer finite."""
+    for trainer, total in zip(trainers, totals):
+        if trainer.live:
+            try:
+                trainer._check_finite(total, epoch)
+            except Diverged as exc:
+                trainer.diverge(exc, time.perf_counter() - started)
+
+
+def _evaluate_together(trainers: Sequence[Trainer], split_of: Callable[[Trainer], EvalSet]) -> list[dict[str, float]]:
+    """Accuracies per target of each trainer on its split; a follower's shared targets are the leader's (the first's)."""
+    results: list[dict[str, float]] = []
+    for trainer in trainers:
+        own = trainer.evaluate(split_of(trainer))
+        if trainer.method.following:
+            own = {**{t: results[0][t] for t in trainer.method.shared_targets if t in results[0]}, **own}
+        results.append(own)
+    return results
+
+
+def _step_lr_schedules(trainers: Sequence[Trainer], epoch: int) -> None:
+    """After epoch `epoch`: one step of the LR schedule of every optimizer that trained in it (a shared one once)."""
+    schedules = {}
+    for trainer in trainers:
+        for name in trainer.method.scheduled_optimizers(epoch):
+            schedule = trainer.parts.lr_schedules[name]
+            schedules[id(schedule)] = schedule
+    with warnings.catch_warnings():
+        # A spaced student may not have stepped yet in its first epochs; its LR still follows the epochs.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        for schedule in schedules.values():
+            schedule.step()
 
 
 def _losses_since(totals: dict[str, StepStats], before: dict[str, StepStats]) -> dict[str, float]:

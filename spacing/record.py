@@ -157,6 +157,7 @@ class RunRecord:
             "threads": None,
             "metrics": {},
             "counters": {},
+            "fused": None,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "finished_at": None,
             "config": config,

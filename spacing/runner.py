@@ -64,10 +64,16 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
     :func:`_run_claimed`, where an invalid value is recorded as a failure.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     config_dict = to_dict(cfg)
+    with claim_cell(out_dir, config_dict) as held:
+        return _run_claimed(cfg, config_dict, out_dir, Path(sweep_dir) if sweep_dir is not None else None, held)
+
+
+def claim_cell(out_dir: Path, config_dict: dict[str, Any]) -> Claim:
+    """Make `out_dir` and claim it (:func:`spacing.claim.claim`); a full disk is said as one sentence (DiskFull)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        held = claim(out_dir)
+        return claim(out_dir)
     except OSError as exc:
         code = disk_full_errno(exc)
         if code is None:
@@ -75,32 +81,17 @@ def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | N
         path = out_dir / CLAIM_FILE
         saved = (read_result(out_dir) or {}).get("epochs_completed") or 0
         raise DiskFull(_disk_full_sentence(path, code, saved, config_dict), path, code) from exc
-    with held:
-        return _run_claimed(cfg, config_dict, out_dir, Path(sweep_dir) if sweep_dir is not None else None, held)
 
 
 def _run_claimed(
     cfg: DictConfig | Config, config_dict: dict[str, Any], out_dir: Path, sweep_dir: Path | None, held: Claim
 ) -> dict[str, Any]:
-    options = config_dict.get("trainer") or {}
-    resume = options.get("resume", True)
-    previous = read_result(out_dir)
-    completed = previous if previous is not None and previous.get("status") == COMPLETED else None
-    resumable = read_checkpoints(out_dir) if resume and completed is None else Resumable()
-    refuse_other_config(out_dir, config_dict, completed, resumable)
-    _remove_leftovers(out_dir)
-    if completed is not None and resume:
-        if not options.get("keep_checkpoint", False):
-            remove_checkpoints(out_dir)  # left by a kill between the record and the deletion
-        log.info("skipped: %s already holds a completed run of this config", out_dir)
-        return completed
-    if not resume:
-        remove_checkpoints(out_dir)  # a fresh start must never fall back on another trajectory's checkpoint
+    completed, resumable = inspect_cell(out_dir, config_dict)
+    skipped = prepare_cell(out_dir, config_dict, completed)
+    if skipped is not None:
+        return skipped
     checkpoints = Checkpoints(out_dir, held, resumable)
-    record = RunRecord(out_dir, config_dict)
-    record.update(checkpoint_recoveries=resumable.recoveries())
-    if resumable.state is not None:
-        record.restore_history(resumable.state["history"])  # so that a failure below keeps the epochs done
+    record = new_record(out_dir, config_dict, resumable)
     loggers = LoggerList()
     try:
         config = to_config(cfg)
@@ -112,15 +103,59 @@ def _run_claimed(
     except RunningElsewhere:
         raise  # this process lost the cell to another: it writes nothing more
     except Exception as exc:
-        saved = checkpoints.saved_epoch
-        if isinstance(exc, DiskFull):
-            full = DiskFull(_disk_full_sentence(exc.path, exc.errno, saved, config_dict), exc.path, exc.errno)
-            _record_failure(record, str(full), saved)
-            raise full from exc
-        _record_failure(record, str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}", saved)
+        replaced = record_failure(exc, record, checkpoints.saved_epoch, config_dict)
+        if replaced is not None:
+            raise replaced from exc
         raise
     finally:
         loggers.finish(record.data)
+
+
+def inspect_cell(out_dir: Path, config_dict: dict[str, Any]) -> tuple[dict[str, Any] | None, Resumable]:
+    """What a claimed cell dir holds for a run of `config_dict`: its completed record (or None) and the checkpoints a
+    resume would continue; a record or checkpoint of another config is refused (ConfigError). Writes nothing."""
+    resume = (config_dict.get("trainer") or {}).get("resume", True)
+    previous = read_result(out_dir)
+    completed = previous if previous is not None and previous.get("status") == COMPLETED else None
+    resumable = read_checkpoints(out_dir) if resume and completed is None else Resumable()
+    refuse_other_config(out_dir, config_dict, completed, resumable)
+    return completed, resumable
+
+
+def prepare_cell(out_dir: Path, config_dict: dict[str, Any], completed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Tidy an inspected cell dir before training: remove killed writes' temp files; return the completed record
+    when the run is skipped (its leftover checkpoints removed), or None when it trains (from scratch without resume)."""
+    options = config_dict.get("trainer") or {}
+    resume = options.get("resume", True)
+    _remove_leftovers(out_dir)
+    if completed is not None and resume:
+        if not options.get("keep_checkpoint", False):
+            remove_checkpoints(out_dir)  # left by a kill between the record and the deletion
+        log.info("skipped: %s already holds a completed run of this config", out_dir)
+        return completed
+    if not resume:
+        remove_checkpoints(out_dir)  # a fresh start must never fall back on another trajectory's checkpoint
+    return None
+
+
+def new_record(out_dir: Path, config_dict: dict[str, Any], resumable: Resumable) -> RunRecord:
+    """The run record of a run about to train in `out_dir`, holding the epochs `resumable` saved (so a failure keeps them)."""
+    record = RunRecord(out_dir, config_dict)
+    record.update(checkpoint_recoveries=resumable.recoveries())
+    if resumable.state is not None:
+        record.restore_history(resumable.state["history"])
+    return record
+
+
+def record_failure(exc: Exception, record: RunRecord, saved_epoch: int, config_dict: dict[str, Any]) -> Exception | None:
+    """Record `exc` as the run's failure, keeping the `saved_epoch` epochs its checkpoint holds; returns the
+    exception to raise instead (a full disk, said with where the run resumes), or None to re-raise `exc`."""
+    if isinstance(exc, DiskFull):
+        full = DiskFull(_disk_full_sentence(exc.path, exc.errno, saved_epoch, config_dict), exc.path, exc.errno)
+        _record_failure(record, str(full), saved_epoch)
+        return full
+    _record_failure(record, str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}", saved_epoch)
+    return None
 
 
 def _remove_leftovers(out_dir: Path) -> None:

@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "train": "spacing.bench.train",
     "replay": "spacing.bench.replay",
     "gpu": "spacing.bench.gpu",
+    "fused": "spacing.bench.fused",
 }
 
 

@@ -127,6 +127,14 @@ class Method(ABC):
     controls: MethodConfig | None = None
     """For a control run, the config of the spaced cell it controls (``cfg`` is the massed run it trains)."""
 
+    shared_targets: ClassVar[tuple[str, ...]] = ()
+    """Targets whose training does not depend on the method's own keys (EMA's model, online KD's
+    teacher): the cells of a fused group train them once, in the group's leader (:meth:`follow`).
+    Empty: the method changes training itself and cannot fuse."""
+
+    leader: Method | None = None
+    """In a fused group, the method whose shared targets this one uses (None: it trains its own)."""
+
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         if math.isinf(cfg.interval) and not self.supports_offline:
             raise ConfigError(
@@ -149,6 +157,27 @@ class Method(ABC):
             return None
         strength = None if self.strength_name is None else float(getattr(spaced, self.strength_name))
         return {"kind": spaced.control_kind, "interval": spaced.interval, "strength": strength, "schedule": spaced.schedule}
+
+    def follow(self, leader: Method) -> None:
+        """Use `leader`'s shared targets from now on: the same modules, optimizers (hence LR schedules).
+
+        A follower never trains them: its :meth:`train_step` does only its own part, after the
+        leader's step on the same batch, and its :meth:`predict` leaves them out (the loop copies
+        the leader's stats and accuracies). Called after both were built and resumed as separate
+        runs would be, so everything a follower owns starts exactly as in its separate run.
+        """
+        if not self.shared_targets or type(leader) is not type(self):
+            raise ConfigError(f"method {self.cfg.name} cannot share its training with another run (it has no shared targets).")
+        self.leader = leader
+        self.share(leader)
+
+    def share(self, leader: Method) -> None:
+        """Replace this method's shared modules and optimizers by `leader`'s (methods with shared targets)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no shared targets")
+
+    @property
+    def following(self) -> bool:
+        return self.leader is not None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The mixed-precision region for a forward pass and its loss, never for backward or a step.

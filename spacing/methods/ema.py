@@ -35,6 +35,7 @@ class SpacedEMA(Baseline):
     targets = ("model", "ema")
     main_target = "ema"
     strength_name = "decay"
+    shared_targets = ("model",)
 
     def __init__(self, cfg: EmaConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -48,8 +49,11 @@ class SpacedEMA(Baseline):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "ema": self.ema}
 
+    def share(self, leader: SpacedEMA) -> None:
+        self.model, self.optimizer = leader.model, leader.optimizer
+
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
-        stats = super().train_step(batch, step)
+        stats = {} if self.following else super().train_step(batch, step)
         if self.schedule.is_refresh(step):
             self.update(step)
         return stats
@@ -84,7 +88,8 @@ class SpacedEMA(Baseline):
             super().eval_mode(split)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
-        return {**super().predict(images), "ema": self.ema(images)}
+        own = {"ema": self.ema(images)}
+        return own if self.following else {**super().predict(images), **own}
 
     def counters(self) -> dict[str, float | None]:
         return {

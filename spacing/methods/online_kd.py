@@ -33,6 +33,7 @@ class OnlineKD(SpacedDistillation):
     targets = ("student", "teacher")
     main_target = "student"
     supports_offline: ClassVar[bool] = True
+    shared_targets = ("teacher",)
 
     def __init__(self, cfg: OnlineKDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -47,6 +48,8 @@ class OnlineKD(SpacedDistillation):
         ).to(ctx.device)
         self.teacher_optimizer = ctx.build_optimizer(self.teacher.parameters())
         self.student_optimizer = ctx.build_optimizer(chain(self.student.parameters(), self.projection.parameters()))
+        self.fresh_outputs: tuple[Tensor, Tensor] | None = None
+        """The teacher's logits and features of the latest fresh batch, from before its step on it."""
 
     def modules(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher, "student": self.student, "projection": self.projection}
@@ -82,18 +85,28 @@ class OnlineKD(SpacedDistillation):
             return super().train_step(batch, step)
         if step < self.teacher_steps_total:
             self.fresh_steps += 1
-            return self._teacher_step(batch)[0]
+            return self._teacher_step(batch)
         self.distill_steps += 1
         with torch.no_grad(), self.autocast():
             logits, features = self.teacher.forward_with_features(batch.images)
         return self._student_step(batch, logits, features)
 
-    def _teacher_step(self, batch: Batch) -> tuple[dict[str, StepStats], Tensor, Tensor]:
+    def share(self, leader: OnlineKD) -> None:
+        self.teacher, self.teacher_optimizer = leader.teacher, leader.teacher_optimizer
+
+    def _teacher_step(self, batch: Batch) -> dict[str, StepStats]:
+        """The teacher's cross-entropy step on a fresh batch, its outputs before the step kept for a massed student.
+
+        In a fused group the leader takes it once for all (a follower's is a no-op).
+        """
+        if self.following:
+            return {}
         with self.autocast():
             logits, features = self.teacher.forward_with_features(batch.images)
             loss = F.cross_entropy(logits, batch.labels)
         self.optimize(self.teacher_optimizer, loss)
-        return {"teacher": StepStats.of(loss, logits, batch.labels)}, logits.detach(), features.detach()
+        self.fresh_outputs = (logits.detach(), features.detach())
+        return {"teacher": StepStats.of(loss, logits, batch.labels)}
 
     def _student_step(self, batch: Batch, teacher_logits: Tensor, teacher_features: Tensor) -> dict[str, StepStats]:
         cfg = self.cfg
@@ -108,11 +121,12 @@ class OnlineKD(SpacedDistillation):
         return {"student": StepStats.of(loss, logits, batch.labels)}
 
     def massed_step(self, batch: Batch) -> dict[str, StepStats]:
-        stats, logits, features = self._teacher_step(batch)
+        stats = self._teacher_step(batch)
+        logits, features = (self.leader or self).fresh_outputs
         return {**stats, **self._student_step(batch, logits, features)}
 
     def fresh_step(self, batch: Batch, distilled_now: bool) -> dict[str, StepStats]:
-        return self._teacher_step(batch)[0]
+        return self._teacher_step(batch)
 
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:
         bn_stats = contextlib.nullcontext() if self.cfg.replay_teacher_bn else frozen_bn_stats(self.teacher)
@@ -121,4 +135,5 @@ class OnlineKD(SpacedDistillation):
         return self._student_step(batch, logits, features)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
-        return {"student": self.student(images), "teacher": self.teacher(images)}
+        own = {"student": self.student(images)}
+        return own if self.following else {**own, "teacher": self.teacher(images)}

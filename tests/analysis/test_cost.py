@@ -71,3 +71,23 @@ def test_the_verdict_names_gain_interval_n_and_cost(priced, capsys):
                             "the same interval is best on test")
     assert verdict in (priced / "analysis" / "summary.md").read_text().replace("- EMA", "  EMA")
     assert f"cost of {priced}: 7 runs, 2.00 CPU-hours + " in (priced / "analysis" / "summary.md").read_text()
+
+
+def test_a_fused_cell_costs_its_share_of_its_groups_wall_time():
+    assert cost.run_hours(7200.0, 1, 0.25) == pytest.approx(0.5)  # 2 h x 1 device x 1/4
+    assert cost.run_hours(7200.0, 2, 0.5) == pytest.approx(2.0)
+    assert cost.run_hours(7200.0, 1, None) == pytest.approx(2.0)  # unfused: the whole wall time
+    assert cost.cost_share({"group": "0123456789ab", "cells": 4, "cost_share": 0.25}) == 0.25
+    assert cost.cost_share(None) is None and cost.cost_share({"cells": 4}) is None
+
+
+def test_a_fused_group_of_four_cells_costs_one_wall_time_in_the_sweep_total(tmp_path, write_run, make_record):
+    """Four cells fused in one 3600 s group, each recording the group's wall time, cost 1 GPU-hour together, not 4."""
+    fused = {"group": "0123456789ab", "cells": 4, "cost_share": 0.25}
+    for interval in (0.0, 0.25, 0.5, 1.0):
+        write_run(tmp_path / f"{interval}", make_record("ema", interval, 0.99, 0, {"ema": 0.8}, wall_time_s=3600.0,
+                                                        device=H200, fused=fused))
+    analysis = load([tmp_path])
+    assert sorted(analysis.runs["cost_share"]) == [0.25] * 4
+    assert analysis.runs["hours"].sum() == pytest.approx(1.0)
+    assert cost.sweep_lines(analysis.runs) == [f"cost of {tmp_path}: 4 runs, 1.00 GPU-hours"]

@@ -228,3 +228,14 @@ def test_records_and_checkpoints_get_the_umasks_permissions(make_config, tmp_pat
         os.umask(old)
     for name in ("result.json", "history.csv", CHECKPOINT_FILE):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+
+
+def test_a_run_killed_after_its_last_checkpoint_completes_without_training_again(make_config, tmp_path: Path) -> None:
+    """Killed between the last epoch's checkpoint and the completed record: the re-launch only says completed."""
+    config = make_config("trainer.epochs=2", "trainer.keep_checkpoint=true")
+    done = run(config, tmp_path)
+    killed = {**done, "status": "running", "finished_at": None}
+    (tmp_path / "result.json").write_text(json.dumps(killed))
+    again = run(config, tmp_path)
+    assert again["status"] == "completed"
+    assert (again["metrics"], again["steps"], again["epochs_completed"]) == (done["metrics"], done["steps"], 2)

@@ -63,3 +63,24 @@ def test_train_bench_prints_one_ratio_per_factor(capsys: pytest.CaptureFixture[s
         assert low - 0.005 <= float(match["ratio"]) <= high + 0.005
     assert RATIO_LINE.match(lines[-1]) and lines[-1].startswith("runner fast path vs fp32 loop: ")
     assert "small_cnn train step, batch 4" in lines[0] and "compile backend eager" in lines[0]
+
+
+
+FUSED_LINE = re.compile(r"^  (?P<label>EMA grid|KD curve): (?P<cells>\d+) cells, unfused (?P<unfused>[\d.]+) s, fused (?P<fused>[\d.]+) s, records equal$")
+FUSED_RATIO = re.compile(r"^fused (?P<label>EMA grid|KD curve): (?P<ratio>\d+\.\d\d)x$")
+
+
+@pytest.mark.slow
+def test_fused_bench_checks_the_records_and_ends_with_the_two_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    main([
+        "fused", "--dataset", "synthetic", "--width", "4", "--epochs", "1", "--batch-size", "64",
+        "--ema-intervals", "0,1", "--decays", "0.9", "--kd-intervals", "1,inf", "--repeats", "1",
+    ])
+    lines = capsys.readouterr().out.strip().splitlines()
+    measured = [FUSED_LINE.match(line) for line in lines[-4:-2]]
+    ratios = [FUSED_RATIO.match(line) for line in lines[-2:]]
+    assert all(measured) and all(ratios), lines
+    assert [(m["label"], m["cells"]) for m in measured] == [("EMA grid", "2"), ("KD curve", "2")]
+    for seconds, ratio in zip(measured, ratios):  # the ratio is unfused seconds / fused seconds, as printed above it
+        assert ratio["label"] == seconds["label"]
+        assert float(ratio["ratio"]) == pytest.approx(float(seconds["unfused"]) / float(seconds["fused"]), rel=0.02, abs=0.01)
