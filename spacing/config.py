@@ -645,3 +645,15 @@ def to_dict(cfg: DictConfig | Config) -> dict[str, Any]:
     """Plain resolved dict of a config, as stored in the run record."""
     node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trainer": {"lr": 0.01}}`` -> ``{"trainer.lr": 0.01}``: a config dict by dotted key
+    (for trackers with flat hyperparameters, and for naming the keys two configs differ in)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

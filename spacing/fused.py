@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from spacing.build import build_run
 from spacing.checkpoint import Checkpoints, Resumable, read_previous, remove_checkpoints
 from spacing.claim import Claim, RunningElsewhere
-from spacing.config import Config, to_config, to_dict
+from spacing.config import Config, flatten, to_config, to_dict
 from spacing.contract import FINISHED, FUSED_FIELDS
 from spacing.data import DataBundle
 from spacing.errors import ConfigError
@@ -81,7 +81,7 @@ def check_group(configs: Sequence[Config], dicts: Sequence[dict[str, Any]], out_
                 "trajectory (e.g. method.replay_teacher_bn=true); run its cells separately."
             )
     fusable = {f"method.{key}" for key in type(configs[0].method).fusable_keys}
-    flat = [_flatten(comparable(config)) for config in dicts]
+    flat = [flatten(comparable(config)) for config in dicts]
     for key in sorted(set().union(*flat)):
         if key not in fusable and len({repr(values.get(key)) for values in flat}) > 1:
             raise ConfigError(
@@ -189,13 +189,3 @@ def _train(
         for logger, record in zip(loggers, records):
             logger.finish(record.data)
 
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value of a nested config dict."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -127,17 +127,6 @@ def final_metrics(record: dict[str, Any]) -> dict[str, float]:
     return _numbers(values)
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"trainer": {"lr": 0.01}}`` -> ``{"trainer.lr": 0.01}`` (for trackers with flat hyperparameters)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def missing_package(tracker: str, package: str) -> ConfigError:
     """The one sentence for a selected tracker whose package is not installed."""
     return ConfigError(

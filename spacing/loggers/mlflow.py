@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from spacing.config import MlflowConfig
-from spacing.loggers.base import Logger, RunInfo, flatten, missing_package
+from spacing.config import flatten
+from spacing.loggers.base import Logger, RunInfo, missing_package
 from spacing.contract import COMPLETED, DIVERGED, FAILED, HISTORY_FILE, RESULT_FILE, RUNNING
 
 STORE_FILE = "mlflow.db"

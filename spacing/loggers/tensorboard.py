@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from spacing.config import TensorBoardConfig
-from spacing.loggers.base import Logger, RunInfo, flatten, missing_package
+from spacing.config import flatten
+from spacing.loggers.base import Logger, RunInfo, missing_package
 
 EVENTS_DIR = "tensorboard"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from spacing.loggers.base import flatten
+from spacing.config import flatten
 from spacing.runner import run
 
 from tests.helpers import ROOT, SYNTHETIC, compose_config, history_series, read_record
