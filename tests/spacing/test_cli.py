@@ -182,8 +182,10 @@ def test_ctrl_c_says_the_epoch_and_the_same_command_resumes(tmp_path: Path) -> N
     args = [sys.executable, str(ROOT / "run.py"), "dataset=synthetic", "dataset.train_size=4096", "model.width=8",
             "trainer.device=cpu", "trainer.epochs=40", f"hydra.run.dir={tmp_path / 'run'}"]
     history = tmp_path / "run" / "history.csv"
+    # SIGINT's default action in the child, as in a terminal: a shell starts background jobs (a CI
+    # script run with &, say) with SIGINT ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not (history.exists() and len(history.read_text().splitlines()) >= 3) and time.monotonic() < deadline:

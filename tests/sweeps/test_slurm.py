@@ -153,11 +153,13 @@ def test_requeued_and_preempted_cells_come_back_and_resume(slurm: Slurm, tmp_pat
     assert "this job is preempted" in (preempted / "run.log").read_text()
 
 
-def submitted_array(done: subprocess.CompletedProcess[str], sweep: str, cells: int) -> str:
-    """The array job id `spacing submit` printed (it names the sweep dir and how to follow it)."""
+def submitted_array(done: subprocess.CompletedProcess[str], sweep: str, tasks: int, cells: int | None = None) -> str:
+    """The array job id `spacing submit` printed (it names the sweep dir, its task count, the cell
+    count where tasks hold several cells, and how to follow it)."""
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     first, second = done.stdout.splitlines()[-2:]
-    what = rf"array job (\d+) \({cells} tasks\)" if cells > 1 else r"job (\d+) \(1 task\)"  # submitit submits one cell as a plain job
+    held = "" if cells is None else f" for {cells} cells"
+    what = rf"array job (\d+) \({tasks} tasks{held}\)" if tasks > 1 else rf"job (\d+) \(1 task{held}\)"  # submitit submits one task as a plain job
     match = re.fullmatch(rf"submitted SLURM {what} for sweep {sweep}", first)
     assert match is not None, first
     assert second == f"follow it from any shell with: spacing status {sweep}"

@@ -122,7 +122,7 @@ def test_submit_counts_tasks_of_two_cells_and_status_follows_them(slurm: Slurm, 
     sweep = "multirun/detached_pairs"
     args = ("method=baseline", *CELL_TINY, "trainer.epochs=2", "method.interval=0,1", "seed=0,1", *TWO_PER_TASK,
             f"hydra.sweep.dir={sweep}")
-    array = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 2)
+    array = submitted_array(spacing("submit", *args, cwd=tmp_path, timeout=120), sweep, 2, cells=4)
     (launch,) = (tmp_path / sweep / ".launches").glob("*.json")
     submitted = json.loads(launch.read_text())  # each cell's task, known before any cell starts
     assert submitted["slurm_jobs"] == [f"{array}_0", f"{array}_0", f"{array}_1", f"{array}_1"]
