@@ -22,7 +22,8 @@ def run_hours(wall_time_s: Any, device_count: Any, cost_share: Any = None) -> fl
     """Device-hours of one run: wall time x devices held x its share of them; 0 when the record has no wall time.
 
     A fused cell's wall time is its whole group's (spacing.fused), so its share is ``fused.cost_share``
-    (1/k for k cells trained together); an unfused run holds its devices alone (share 1).
+    (1/k for k cells that train every epoch together, more for one that trains some epochs alone);
+    an unfused run holds its devices alone (share 1).
     """
     seconds = wall_time_s if isinstance(wall_time_s, (int, float)) and math.isfinite(wall_time_s) else 0.0
     count = device_count if isinstance(device_count, int) and device_count > 0 else 1

@@ -45,5 +45,5 @@ VALIDATION_METRICS = ("val_acc", "best_val_acc")
 FUSED_FIELDS = ("group", "cells", "cost_share")
 """result.json's ``fused``, an object with these keys for a cell trained in a fused group (null for a run
 trained alone): the group's id (its cells' dir names, sorted, hashed: 12 hex digits), how many cells
-trained together, and the cell's share of the group's cost (1 / cells; analysis prices a run as
-``wall_time_s`` x ``device.count`` x ``cost_share``)."""
+trained together, and the cell's share of the group's cost (counted per epoch: 1 / cells when all
+train every epoch; analysis prices a run as ``wall_time_s`` x ``device.count`` x ``cost_share``)."""

@@ -47,6 +47,9 @@ class Progress:
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
     images: int = 0
+    cost_seconds: float = 0.0
+    """This run's share of the wall seconds: an epoch that n trainers of a fused group ran together
+    costs each seconds / n (an ordinary run: its wall seconds)."""
 
 
 class Trainer:
@@ -124,20 +127,28 @@ class Trainer:
         """One pass over the training stream; returns the summed stats per target."""
         return train_epoch_together([self], epoch)[0]
 
-    def diverge(self, exc: Diverged, seconds: float) -> None:
-        """The run's loss stopped being finite `seconds` into the epoch: record it as diverged; it trains no more."""
+    def diverge(self, exc: Diverged, seconds: float, sharing: int = 1) -> None:
+        """The run's loss stopped being finite `seconds` into the epoch (run by `sharing` trainers
+        together): record it as diverged; it trains no more."""
         self.diverged = True
-        self.progress.wall_seconds += seconds
+        self._add_seconds(seconds, sharing)
         self._update_record()
         self.record.save(DIVERGED, error=str(exc))
         log.error("%s", exc)
 
     def end_epoch(
-        self, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float], lr: float, seconds: float
+        self,
+        stats: dict[str, StepStats],
+        val: dict[str, float],
+        test: dict[str, float],
+        lr: float,
+        seconds: float,
+        sharing: int = 1,
     ) -> None:
-        """After an epoch's training and evaluation: record its history rows, checkpoint, and complete the run after its last."""
+        """After an epoch's training and evaluation (`seconds` long, run by `sharing` trainers together):
+        record its history rows, checkpoint, and complete the run after its last."""
         self.progress.epoch += 1
-        self.progress.wall_seconds += seconds
+        self._add_seconds(seconds, sharing)
         epoch = self.progress.epoch
         rows = self._history_rows(epoch, stats, val, test, lr, seconds)
         self.record.add_epoch(rows)
@@ -239,6 +250,10 @@ class Trainer:
             parts.append(f"{target}: {train}{val_part}test {test[target]:.4f}")
         log.info("epoch %d/%d | %s", epoch, self.method.epochs, " | ".join(parts))
 
+    def _add_seconds(self, seconds: float, sharing: int) -> None:
+        self.progress.wall_seconds += seconds
+        self.progress.cost_seconds += seconds / sharing
+
     def _update_record(self) -> None:
         progress = self.progress
         self.record.update(
@@ -247,6 +262,10 @@ class Trainer:
             images_per_s=round(progress.images / progress.train_seconds, 2) if progress.train_seconds else None,
             counters=self.method.counters(),
         )
+        fused = self.record.data.get("fused")
+        if fused is not None and progress.wall_seconds > 0:
+            # The epochs this cell ran alone (an offline KD cell's student phase) are all its own.
+            self.record.update(fused={**fused, "cost_share": progress.cost_seconds / progress.wall_seconds})
 
 
 def fit_together(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
@@ -279,7 +298,7 @@ def fit_together(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
         seconds = time.perf_counter() - started
         for i, trainer in enumerate(active):
             if trainer.live:
-                trainer.end_epoch(stats[i], val[i] if val is not None else {}, test[i], lrs[i], seconds)
+                trainer.end_epoch(stats[i], val[i] if val is not None else {}, test[i], lrs[i], seconds, len(active))
             else:
                 trainer.progress.epoch += 1  # a diverged leader, still training the shared targets
     return [trainer.record.data for trainer in trainers]
@@ -348,7 +367,7 @@ def _check_finite(trainers: Sequence[Trainer], totals: list[dict[str, StepStats]
             try:
                 trainer._check_finite(total, epoch)
             except Diverged as exc:
-                trainer.diverge(exc, time.perf_counter() - started)
+                trainer.diverge(exc, time.perf_counter() - started, len(trainers))
 
 
 def _evaluate_together(trainers: Sequence[Trainer], split_of: Callable[[Trainer], EvalSet]) -> list[dict[str, float]]:

@@ -82,6 +82,12 @@ def test_fused_kd_curve_massed_spaced_and_offline_equals_its_separate_runs(tmp_p
         assert numbers(together) == numbers(alone), together
     offline = json.loads((fused[2] / "result.json").read_text())
     assert offline["epochs_completed"] == 4  # teacher phase (shared with the others) + student phase
+    # The group's cost is its elapsed time, the offline cell's (it trains longest): the cells' priced
+    # shares add up to it, so the offline cell's student phase, run alone, is all its own.
+    records = [json.loads((cell / "result.json").read_text()) for cell in fused]
+    priced = sum(record["wall_time_s"] * record["fused"]["cost_share"] for record in records)
+    assert priced == pytest.approx(offline["wall_time_s"], rel=1e-3, abs=0.01)
+    assert offline["fused"]["cost_share"] > 1 / 3
     teacher = [row["test_acc"] for row in history(fused[2]) if row["target"] == "teacher"]
     assert teacher[:2] == [row["test_acc"] for row in history(fused[0]) if row["target"] == "teacher"]
 
