@@ -149,6 +149,9 @@ def task_gpu_environment() -> dict[str, str]:
     tasks keeps its GPU, as a worker running one cell per task does.
     """
     global _task_gpu
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and len(visible.split(",")) <= 1:
+        return {}  # a SLURM GPU task's one device (or none): known without importing torch in the task process
     import torch
 
     from spacing.device import claim_gpu, visible_gpu_uuids
@@ -158,7 +161,6 @@ def task_gpu_environment() -> dict[str, str]:
         return {}
     if _task_gpu is None:
         index, lock = claim_gpu(visible_gpu_uuids(), Path(tempfile.gettempdir()))
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         entries = visible.split(",") if visible else [str(i) for i in range(count)]
         _task_gpu = (entries[index].strip(), lock)
     return {"CUDA_VISIBLE_DEVICES": _task_gpu[0]}
