@@ -53,7 +53,12 @@ def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert thread_count(None, 32) == 1
     assert thread_count(None, -1) == 1  # joblib's -1: one worker per CPU
     assert thread_count(None, -2) == 1  # 15 workers on 16 CPUs
-    assert thread_count(None, None) is None  # torch's default in the launching process
+    monkeypatch.setattr("spacing.cli.free_cpus", lambda: 5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert thread_count(None, None) == 5  # outside a launcher: the CPUs free when the run starts
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_count(None, None) is None  # torch's default, which follows $OMP_NUM_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
     assert thread_count(None, None) == 6
 
