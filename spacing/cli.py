@@ -55,6 +55,7 @@ from spacing.compose import (
 )
 from spacing.contract import COMPLETED, FAILED
 from spacing.cpus import free_cpus
+from spacing.help import help_text
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
@@ -125,7 +126,11 @@ def run_main() -> None:
 def run_command(argv: list[str]) -> int:
     """Compose and check what ARGS ask for, then hand them to Hydra, which runs the task function."""
     args = parse_args(argv)
-    answered_by_hydra = args.help or args.hydra_help or args.shell_completion or args.info
+    if args.help and not args.hydra_help:
+        sys.argv = [sys.argv[0], *argv]
+        print(help_text(CONF_DIR, program()))
+        return 0
+    answered_by_hydra = args.hydra_help or args.shell_completion or args.info
     if args.multirun and args.cfg:
         return plan_command([a for a in argv if a not in ("-m", "--multirun")])
     if args.run + args.multirun + args.shell_completion + (args.info is not None) + (args.cfg is not None) > 1:
@@ -238,15 +243,18 @@ def to_resume(given: str, resolved: Path | None, key: str = "hydra.sweep.dir") -
 
 def invocation(without: str) -> str:
     """The command line this process was started with (:func:`_hydra` sets ``sys.argv``), less any override of `without`."""
-    program, *args = sys.argv
-    args = [arg for arg in args if arg.partition("=")[0] != without]
-    if Path(program).name == "__main__.py":
-        command = "python -m spacing run"
-    elif program.endswith(".py"):
-        command = f"python {shlex.quote(program)}"
-    else:
-        command = f"{Path(program).name} run"
-    return " ".join([command, *map(shlex.quote, args)])
+    args = [arg for arg in sys.argv[1:] if arg.partition("=")[0] != without]
+    return " ".join([program(), *map(shlex.quote, args)])
+
+
+def program() -> str:
+    """How the user started this command: ``python run.py``, ``spacing run`` or ``python -m spacing run``."""
+    started = sys.argv[0]
+    if Path(started).name == "__main__.py":
+        return "python -m spacing run"
+    if started.endswith(".py"):
+        return f"python {shlex.quote(started)}"
+    return f"{Path(started).name} run"
 
 
 def train(cfg: DictConfig) -> Outcome:
