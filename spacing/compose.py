@@ -83,8 +83,13 @@ def register_configs() -> None:
 
 
 def _cell_dir(*, _root_: DictConfig) -> str:
-    """The dir name of the cell whose whole config (hydra node included) is `_root_`."""
-    return cell_dir_name(to_dict(app_config(_root_)))
+    """The dir name of the cell whose whole config (hydra node included) is `_root_`; under an optimising
+    sweeper (Optuna, ...) it shows the values the sweeper tunes, so each trial's dir says what it tried."""
+    tuned: tuple[str, ...] = ()
+    if OmegaConf.select(_root_, "hydra.sweeper._target_") not in GRID_SWEEPERS:
+        params = OmegaConf.select(_root_, "hydra.sweeper.params")
+        tuned = tuple(str(key) for key in params) if isinstance(params, DictConfig) else ()
+    return cell_dir_name(to_dict(app_config(_root_)), tuned)
 
 
 def grid_dir_name(task_overrides: Sequence[str], default_method: str) -> str:

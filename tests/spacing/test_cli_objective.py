@@ -81,6 +81,8 @@ def test_optuna_tunes_the_learning_rate_on_what_each_run_returns(tmp_path: Path)
     assert best["best_value"] == max(trials.values())
     assert trials[best["best_params"]["trainer.lr"]] == best["best_value"]
     assert all(read_record(cell)["method"] == "ema" and read_record(cell)["interval"] == 0 for cell in cells(sweep))
+    # each trial's dir names the value it tried (the learning rate, as %g)
+    assert {cell.name.split("-")[3] for cell in cells(sweep)} == {f"lr{lr:g}" for lr in trials}
 
 
 @needs_optuna
