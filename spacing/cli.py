@@ -46,6 +46,7 @@ from spacing.compose import (
     CONF_DIR,
     CONFIG_NAME,
     GRID_SWEEPERS,
+    app_config,
     compose_master,
     explain,
     hydra_session,
@@ -55,7 +56,9 @@ from spacing.compose import (
 )
 from spacing.contract import COMPLETED, FAILED
 from spacing.cpus import free_cpus
+from spacing.config import to_config
 from spacing.help import help_text
+from spacing.preflight import check_machine, check_sweep_options
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
@@ -161,13 +164,22 @@ def _preflight(args: argparse.Namespace) -> None:
             return
         if mode == RunMode.MULTIRUN:
             check_launcher(master)
+            check_machine(master, runs_here=not _on_slurm(master))
             probe_writable(Path(str(master.hydra.sweep.dir)), "hydra.sweep.dir")
         else:
+            to_config(app_config(master))  # every value, checked as the run checks it (a grid's cells: in its plan)
+            check_machine(master, runs_here=True)
             probe_writable(Path(str(master.hydra.run.dir)), "hydra.run.dir")
 
 
+def _on_slurm(master: DictConfig) -> bool:
+    return str(OmegaConf.select(master, "hydra.launcher._target_") or "").endswith("SlurmLauncher")
+
+
 def check_launcher(master: DictConfig) -> None:
-    """A SLURM launcher needs sbatch on this machine; cells_per_task, where the launcher has it, is a count."""
+    """The sweeper's and launcher's options are valid; a SLURM launcher needs sbatch on this machine;
+    cells_per_task, where the launcher has it, is a count."""
+    check_sweep_options(master)
     if OmegaConf.select(master, "hydra.launcher.cells_per_task") is not None:
         check_cells_per_task(master.hydra.launcher.cells_per_task)
     target = str(OmegaConf.select(master, "hydra.launcher._target_") or "")

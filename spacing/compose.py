@@ -248,6 +248,8 @@ def explain(exc: BaseException) -> str:
     unknown = isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key
     if unknown and dataclasses.is_dataclass(cause.object_type):
         return _unknown_key(cause.full_key, cause.object_type, None)
+    if unknown and isinstance(cause.parent_node, DictConfig):  # a node without a schema (a plugin's options): its keys
+        return _unknown_key(cause.full_key, None, None, [str(key) for key in cause.parent_node])
     if isinstance(cause, ValidationError) and cause.full_key:
         return f"invalid value for '{cause.full_key}': {cause.msg.splitlines()[0]}."
     if isinstance(exc, OverrideParseException):
@@ -284,8 +286,9 @@ def _explain_composition(message: str) -> str | None:
     return f"{match['detail'].strip().splitlines()[0]} (in {where})."
 
 
-def _unknown_key(full_key: str, schema_type: Any, where: str | None) -> str:
-    valid = ", ".join(sorted(f.name for f in dataclasses.fields(schema_type)))
+def _unknown_key(full_key: str, schema_type: Any, where: str | None, keys: list[str] | None = None) -> str:
+    """The sentence for an unknown key: where, and the valid keys (the schema's fields, or `keys`)."""
+    valid = ", ".join(sorted(keys if keys is not None else (f.name for f in dataclasses.fields(schema_type))))
     parent = full_key.rpartition(".")[0] or "the top level"
     place = f" in {where}" if where else ""
     return f"unknown key '{full_key}'{place}; valid keys under {parent}: {valid}."
