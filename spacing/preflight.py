@@ -11,10 +11,10 @@ launcher's own options, which have no schema. Nothing here imports torch unless 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from spacing.config import DatasetConfig
 from spacing.errors import ConfigError
 from spacing.loggers.base import missing_package
 
@@ -25,14 +25,17 @@ SWEEPER_SWITCHES = ("controls", "fuse")
 
 
 def check_machine(config: DictConfig, runs_here: bool) -> None:
-    """Raise ConfigError for what this machine cannot give the run(s) of `config`.
+    """Raise UserError for what this machine cannot give the run(s) of `config`: a data folder that is a file,
+    a tracker's package, a GPU.
 
     `runs_here`: the runs train on this machine (a single run, or a local launcher); a GPU is
     then checked for. A SLURM array's cells run on compute nodes, which this one cannot see.
     """
     root = OmegaConf.select(config, "dataset.root")
-    if root is not None and Path(str(root)).expanduser().exists() and not Path(str(root)).expanduser().is_dir():
-        raise ConfigError(f"dataset.root={root} is a file, not a folder; give the folder that holds (or will hold) the data set.")
+    if root is not None:
+        from spacing.data.files import dataset_root  # torch: only when a data folder is named
+
+        dataset_root(DatasetConfig(name=str(OmegaConf.select(config, "dataset.name")), root=str(root)))
     for tracker, package in TRACKER_PACKAGES.items():
         if OmegaConf.select(config, f"logger.{tracker}.enabled") and importlib.util.find_spec(package) is None:
             raise missing_package(tracker, package)

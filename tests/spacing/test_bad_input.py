@@ -29,7 +29,7 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("trainer.threads=-2",), "trainer.threads must be >= 1 (or null); got -2."),
     (("dataset.split_seed=-1",), "dataset.split_seed must be an integer in [0, 4294967295]; got -1."),
     (("method.interval=1e308",), "method.interval must be at most"),
-    (("dataset.root=AFILE",), "dataset.root=AFILE is a file, not a folder; give the folder that holds (or will hold) the data set."),
+    (("dataset.root=AFILE",), "dataset.root AFILE is a file, not a folder; point dataset.root at the folder that holds the digits files."),
     (("trainer.nosuch=1",), "unknown key 'trainer.nosuch'; valid keys under trainer: batch_size,"),
     (("method=nosuch",), "unknown method 'nosuch'; valid choices for method:"),
     (("-m", "seed=0,-1"), "seed must be an integer in [0, 4294967295]; got -1."),
