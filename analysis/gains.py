@@ -114,7 +114,8 @@ def cells(frame: pd.DataFrame, metric: str) -> dict[tuple[Any, ...], Cell]:
     found: dict[tuple[Any, ...], Cell] = {}
     units = frame["device_kind"].map(cost.unit).tolist()
     ok = usable(frame, metric).tolist()
-    for row, good, unit in zip(frame[columns].itertuples(index=False, name=None), ok, units):
+    # reindex: a frame built by hand may lack the columns that only the evidence reads
+    for row, good, unit in zip(frame.reindex(columns=columns).itertuples(index=False, name=None), ok, units):
         point_key = tuple(_clean(v) for v in row[:len(POINT)])
         seed, value, val, kind, count, threads, hours, epochs, share, path = row[len(POINT):len(POINT) + 10]
         cell = found.get(point_key)

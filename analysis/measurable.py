@@ -78,6 +78,8 @@ def _same_runs(one: Evidence, other: Evidence) -> bool:
 
 def _same_history(path: str, other: str) -> bool:
     """Equal per-epoch test accuracy, every target; True when either history is unreadable (the metrics decide)."""
+    if not (isinstance(path, str) and isinstance(other, str)):
+        return True
     try:
         mine, theirs = read_history(path), read_history(other)
     except (OSError, ValueError):
