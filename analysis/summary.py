@@ -153,8 +153,9 @@ def _family_lines(name: str, family: pd.DataFrame) -> list[str]:
             text += " The same interval is best on test."
         lines.append(text + _left_out(periodic) + f" The comparison cost {chosen.cost}.")
     elif optimistic is not None:
-        how = "best on test: optimistic, no validation accuracy to choose on (dataset.val_fraction=0)"
-        lines.append(_judged(name, optimistic, rows, how) + _left_out(periodic) + f" The comparison cost {optimistic.cost}.")
+        lines.append(_judged(name, optimistic, rows, "best on test") + " There is no validation accuracy to choose on "
+                     "(dataset.val_fraction=0), so this choice on test is optimistic." + _left_out(periodic)
+                     + f" The comparison cost {optimistic.cost}.")
     elif periodic:
         lines.append(_no_winner(f"spaced {name}", periodic))
     for row in massed:

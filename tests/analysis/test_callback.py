@@ -31,7 +31,7 @@ def test_multirun_end_writes_the_report_into_the_sweep_and_prints_the_paths(swee
     assert "1 failed" in out
     table = pd.read_csv(analysis_dir / "comparison.csv")
     assert table["massed_mean"].tolist() == pytest.approx([82.0, 85.0])  # best_test = final + 2 points
-    assert out.rstrip().splitlines()[-1].startswith("  EMA, decay 0.99, random schedule: +2.00 points over massed")
+    assert out.rstrip().splitlines()[-1].startswith("  EMA, decay 0.99 on the random schedule beats massed by 2.00 points")
 
 
 def test_a_failing_analysis_warns_and_does_not_raise(tmp_path, capsys):
@@ -100,5 +100,6 @@ def test_a_real_hydra_multirun_ends_with_its_figures_and_table(tmp_path):
         [pytest.approx(80.5), 0.5, pytest.approx(5.0)]]
     # the multirun ends with the verdict (no validation here, so the choice on test is labelled optimistic)
     assert done.stdout.rstrip().splitlines()[-1] == (
-        "  EMA, decay 0.9: no validation accuracy to choose an interval on (dataset.val_fraction=0); best on test "
-        "(optimistic) 0.5: +5.00 points over massed (95 % CI +5.00 to +5.00, n = 2 paired seeds), 0 device-hours")
+        "  Spaced EMA, decay 0.9 (s = 0.5, best on test) beats massed by 5.00 points (95 % CI +5.00 to +5.00, 2 paired "
+        "seeds). There is no validation accuracy to choose on (dataset.val_fraction=0), so this choice on test is "
+        "optimistic. The comparison cost 0 device-hours.")

@@ -111,7 +111,8 @@ def test_without_validation_nothing_is_chosen_and_test_choice_is_labelled_optimi
     from analysis.summary import verdicts
 
     (line,) = verdicts(gains, load([tmp_path]).points)
-    assert line.startswith("Spaced EMA, decay 0.9 (s = 0.5, best on test: optimistic, no validation accuracy to choose on")
+    assert line.startswith("Spaced EMA, decay 0.9 (s = 0.5, best on test) ")
+    assert " There is no validation accuracy to choose on (dataset.val_fraction=0), so this choice on test is optimistic." in line
 
 
 def test_random_and_offline_cells_are_compared_with_massed_and_never_chosen(tmp_path, write_run, make_record):
