@@ -28,9 +28,7 @@ import numpy as np
 
 from analysis.labels import cell_words, target_words
 from analysis.records import read_history
-
-SHARE_LIMIT = 0.05
-"""Above this share of its initial weights a shadow measures too few refreshes (README, "The main job")."""
+from spacing.contract import INITIAL_WEIGHT_LIMIT as SHARE_LIMIT
 
 
 @dataclass
