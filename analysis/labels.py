@@ -41,6 +41,14 @@ STRENGTH_WORDS = {"cutout_size": "cutout size"}
 COMPARISON_WORDS = {"massed": "massed"}
 
 
+METRIC_SHORT = {"final": "final epoch", "best_val": "best-validation epoch", "best_test": "best epoch on test, optimistic"}
+
+
+def metric_short(metric: str) -> str:
+    """What a figure's short title says of the metric: 'final epoch'."""
+    return METRIC_SHORT[metric]
+
+
 def metric_words(metric: str) -> str:
     """The axis label and caption phrase of a metric, e.g. 'test accuracy (%) at the final epoch'."""
     return METRICS[metric].words

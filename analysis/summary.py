@@ -189,14 +189,16 @@ def _no_winner(subject: str, rows: list[Any]) -> str:
 
 
 def markdown(roots: list[Path], metric: str, verdict_lines: list[str], cost_lines: list[str], warnings: list[str],
-             left_out: list[str]) -> str:
-    """summary.md: what was analysed, how, the verdicts, the cost, and what was left out."""
+             left_out: list[str], captions: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+    """summary.md: what was analysed, how, the verdicts, the figures' captions, the cost, and what was left out."""
     lines = ["# Summary", "", f"Sweeps: {', '.join(f'`{root}`' for root in roots)}", "",
              f"Metric: {metric_words(metric)}. Gains are in accuracy points, spaced minus its reference, mean of "
              "the per-seed differences with a 95 % confidence interval (Student t, paired by seed; Welch where "
              "seeds do not pair). The interval is chosen on validation accuracy; the interval best on test is "
              "optimistic and labelled so. Every number is a row of gains.csv.", "", "## Verdict", ""]
     lines += [f"- {line}" for line in verdict_lines] or ["- nothing to compare yet"]
+    if captions:
+        lines += ["", "## Figures", "", *(f"- `{name}`: {text}" for name, text in captions)]
     lines += ["", "## Cost", "", *(f"- {line}" for line in cost_lines)]
     if warnings:
         lines += ["", "## Warnings", "", *(f"- {line.removeprefix('warning: ')}" for line in warnings)]
