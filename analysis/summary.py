@@ -194,8 +194,9 @@ def markdown(roots: list[Path], metric: str, verdict_lines: list[str], cost_line
     lines = ["# Summary", "", f"Sweeps: {', '.join(f'`{root}`' for root in roots)}", "",
              f"Metric: {metric_words(metric)}. Gains are in accuracy points, spaced minus its reference, mean of "
              "the per-seed differences with a 95 % confidence interval (Student t, paired by seed; Welch where "
-             "seeds do not pair). The interval is chosen on validation accuracy; the interval best on test is "
-             "optimistic and labelled so. Every number is a row of gains.csv.", "", "## Verdict", ""]
+             "seeds do not pair). The interval is chosen on validation accuracy, never among cells that cannot measure "
+             "their interval (gains.csv `unmeasured`); the interval best on test is optimistic and labelled so. "
+             "Every number is a row of gains.csv.", "", "## Verdict", ""]
     lines += [f"- {line}" for line in verdict_lines] or ["- nothing to compare yet"]
     if captions:
         lines += ["", "## Figures", "", *(f"- `{name}`: {text}" for name, text in captions)]
