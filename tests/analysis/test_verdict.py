@@ -33,12 +33,13 @@ def _write(root, write_run, make_record, cells, share=0.0, **extra):
             write_run(root / f"s{interval}-{seed}", record)
 
 
-def _control(root, write_run, make_record, interval, by_seed):
-    """The matched-horizon control of the spaced cell at `interval`."""
+def _control(root, write_run, make_record, interval, by_seed, share=0.0):
+    """The matched-horizon control of the spaced cell at `interval`, its shadow holding `share` of its start."""
     for seed, test in by_seed.items():
-        write_run(root / f"control{interval}-{seed}", make_record(
-            "ema", 0.0, 0.99, seed, {}, metrics=_metrics(test),
-            control={"kind": "matched_horizon", "interval": interval, "strength": 0.9}))
+        record = make_record("ema", 0.0, 0.99, seed, {}, metrics=_metrics(test),
+                             control={"kind": "matched_horizon", "interval": interval, "strength": 0.9})
+        record["counters"] = {"ema_updates": 9, "ema_initial_weight": share}
+        write_run(root / f"control{interval}-{seed}", record)
 
 
 def _shifted(points: float) -> dict[int, float]:
@@ -173,3 +174,13 @@ def test_equal_metrics_with_different_histories_are_not_identical(tmp_path, writ
 def test_the_share_limit_is_five_percent(tmp_path, write_run, make_record, share, flagged):
     _write(tmp_path, write_run, make_record, {0.0: MASSED, 0.5: _shifted(1.0)}, share={0.0: 0.0, 0.5: share})
     assert bool(load([tmp_path]).gains["unmeasured"].iloc[0]) is flagged
+
+
+def test_a_control_that_did_not_learn_is_not_compared(tmp_path, write_run, make_record):
+    _write(tmp_path, write_run, make_record, {0.0: MASSED, 1.0: _shifted(3.0)})
+    _control(tmp_path, write_run, make_record, 1.0, _shifted(4.5), share=0.3)
+    line = _verdict(tmp_path)
+    assert line.startswith("Spaced EMA, decay 0.9 (s = 1, chosen on validation) beats massed by 3.00 points (95 % CI ")
+    assert ("; its matched-horizon control cannot be compared with it (the control of s = 1: its EMA weights still "
+            "hold 30 % of their initial weights (more than 5 %: too few refreshes)).") in line
+    assert "here the gain comes from" not in line
