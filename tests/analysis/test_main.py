@@ -32,7 +32,7 @@ def test_the_full_report_writes_every_output_and_lists_what_is_incomplete(sweep,
     assert out.rstrip().splitlines()[-4] == ("verdict (test accuracy (%) at the final epoch; 95 % CI over seeds; "
                                              "interval chosen on validation):")
     summary = (analysis_dir / "summary.md").read_text()
-    assert "- EMA, decay 0.9: best interval on val 0.5: +2.00 points over massed" in summary
+    assert "- Spaced EMA, decay 0.9 (s = 0.5, chosen on validation) beats massed by 2.00 points" in summary
     gains = pd.read_csv(analysis_dir / "gains.csv")
     assert set(gains["comparison"]) == {"massed"} and len(gains) == 5  # 4 periodic spaced cells + random
 
