@@ -33,6 +33,10 @@ from analysis.tidy import CONTROL, POINT, usable
 from spacing.contract import METRIC_KEYS
 
 CONFIDENCE = 0.95
+POWER = 0.80
+"""The power ``detectable`` is stated at: a true gain that large has its 95 % interval exclude 0 in 4 sweeps of 5."""
+TARGET_HALF_WIDTH = 1.0
+"""The 95 % interval half-width, in points, that ``seeds_needed`` plans for: enough to tell a 1-point gain from none."""
 MASSED = "massed"
 CONTROL_PREFIX = "control:"
 FAMILY = ["method", "strength_name", "strength", "dataset", "model", "target", "series"]
@@ -40,6 +44,7 @@ GAIN_COLUMNS = [
     *POINT, "comparison", "metric", "mean", "sd", "low", "high", "n", "n_reference", "paired", "test", "seeds",
     "spaced_mean", "reference_mean", "val_mean", "best_on_val", "best_on_test",
     "cell_hours", "reference_hours", "cost_hours", "cost", "hardware", "mixed_hardware", "unmeasured",
+    "detectable", "seeds_needed",
 ]
 PAIR_COLUMNS = [*POINT, "comparison", "seed", "diff"]
 Hardware = tuple[Any, Any, Any]  # (device kind, device count, threads); None where the record does not say
@@ -87,6 +92,31 @@ def difference(spaced: dict[int, float], reference: dict[int, float], confidence
             low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
     return Difference(float(a.mean() - b.mean()), math.nan, float(low), float(high), len(a), len(b), False,
                       "Welch t" if len(a) >= 2 and len(b) >= 2 else "none", (), {})
+
+
+def detectable_gain(sd: float, n: int, confidence: float = CONFIDENCE, power: float = POWER) -> float:
+    """The smallest true gain a paired comparison of `n` seeds with per-seed sd `sd` detects at `power`.
+
+    A paired t test at level 1 - `confidence` (two-sided) on n - 1 degrees of freedom detects a
+    true mean difference d with probability `power` when d >= (t_{1-a/2} + t_{power}) sd / sqrt(n)
+    (the usual planning approximation, the noncentral t replaced by a shifted central one).
+    NaN without a paired sd (fewer than two paired seeds).
+    """
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    quantiles = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) + stats.t.ppf(power, n - 1)
+    return float(quantiles * sd / math.sqrt(n))
+
+
+def seeds_needed(sd: float, half_width: float = TARGET_HALF_WIDTH, confidence: float = CONFIDENCE) -> float:
+    """The fewest paired seeds n >= 2 whose 95 % interval t_{1-a/2, n-1} sd / sqrt(n) is at most `half_width`
+    wide on each side, at the observed per-seed sd; NaN without one."""
+    if not math.isfinite(sd):
+        return math.nan
+    n = 2
+    while stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n) > half_width:
+        n += 1
+    return float(n)
 
 
 @dataclass
@@ -212,6 +242,8 @@ def _row(spaced: Cell, reference: Cell, comparison: str, diff: Difference, metri
         "hardware": "; ".join(sorted(hardware_text(h) for h in used)), "mixed_hardware": _mixed(used),
         "unmeasured": "; ".join(filter(None, (measurable.describe(cell.point, cell.evidence)
                                               for cell in (reference, spaced)))),
+        "detectable": detectable_gain(diff.sd, diff.n) if diff.paired else math.nan,
+        "seeds_needed": seeds_needed(diff.sd) if diff.paired else math.nan,
     }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.gains import CONTROL_PREFIX, FAMILY, MASSED
+from analysis.gains import CONTROL_PREFIX, FAMILY, MASSED, POWER, TARGET_HALF_WIDTH
 from analysis.labels import cell_words, comparison_words, control_matches, line_label, metric_words, signed
 
 BETTER, WORSE, SAME, UNKNOWN = "better", "worse", "same", "unknown"
@@ -151,7 +151,7 @@ def _family_lines(name: str, family: pd.DataFrame) -> list[str]:
                      f"over massed, {ci_text(optimistic)}; optimistic: chosen on the test set).")
         elif optimistic is not None:
             text += " The same interval is best on test."
-        lines.append(text + _left_out(periodic) + f" The comparison cost {chosen.cost}.")
+        lines.append(text + _left_out(periodic) + _power(chosen) + f" The comparison cost {chosen.cost}.")
     elif optimistic is not None:
         lines.append(_judged(name, optimistic, rows, "best on test") + " There is no validation accuracy to choose on "
                      "(dataset.val_fraction=0), so this choice on test is optimistic." + _left_out(periodic)
@@ -167,6 +167,16 @@ def _family_lines(name: str, family: pd.DataFrame) -> list[str]:
             lines.append(f"{_subject(name, row)} compared with {comparison_words(row.comparison)}: "
                          f"{signed(row.mean)} points ({ci_text(row)}).")
     return lines
+
+
+def _power(row: Any) -> str:
+    """' With 10 paired seeds this sweep detects gains of 0.9 points or more (...); ...', from the paired sd."""
+    if math.isnan(row.detectable):
+        return ""
+    plan = (f"a 95 % CI of ±{TARGET_HALF_WIDTH:g} point needs {int(row.seeds_needed)} paired seeds"
+            if row.seeds_needed > row.n else f"{row.n} seeds already give a 95 % CI within ±{TARGET_HALF_WIDTH:g} point")
+    return (f" With {row.n} paired seeds (per-seed sd {row.sd:.2f} points) this sweep detects gains of "
+            f"{row.detectable:.2f} points or more (95 % confidence, {POWER * 100:.0f} % power); {plan}.")
 
 
 def _reasons(rows: list[Any]) -> list[str]:
