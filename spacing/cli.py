@@ -260,7 +260,7 @@ def train(cfg: DictConfig) -> Outcome:
         else:
             log.error("failed: %s (%s)", message, out_dir)
         return _failed(settings, message, FAILED)
-    _report(record, out_dir)
+    _report(record, out_dir, single)
     if record["status"] != COMPLETED:
         if single:
             print(f"error: {record['error']}", file=sys.stderr)
@@ -299,7 +299,7 @@ def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
             log.error("failed: %s (the fused group of %s)", message, shown(dirs[0]))
         return _stopped_group(dirs, FAILED)
     for record, cell_dir in zip(records, dirs, strict=True):
-        _report(record, cell_dir)
+        _report(record, cell_dir, single=False)
     statuses = {cell_dir.name: str(record["status"]) for record, cell_dir in zip(records, dirs, strict=True)}
     overall = COMPLETED if all(status == COMPLETED for status in statuses.values()) else FAILED
     return Outcome(math.nan, overall, statuses)
@@ -311,9 +311,14 @@ def _stopped_group(dirs: list[Path], status: str) -> Outcome:
     return Outcome(math.nan, status, statuses)
 
 
-def _report(record: dict[str, Any], out_dir: Path) -> None:
+def _report(record: dict[str, Any], out_dir: Path, single: bool) -> None:
+    """The run's final line: printed after a single run; in a sweep, logged (its run.log), the sweep's view counts it."""
     summary = ", ".join(f"{target} {m['test_acc']:.4f}" for target, m in record["metrics"].items())
-    print(f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}")
+    line = f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}"
+    if single:
+        print(line)
+    else:
+        log.info("%s", line)
 
 
 def _user_message(exc: BaseException, out_dir: Path) -> str | None:

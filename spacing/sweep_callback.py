@@ -7,13 +7,15 @@ Hydra in the launching process at the start and end of the multirun and in each 
 around its job:
 
 - at the start, every cell of a grid is composed and checked (:mod:`spacing.plan`); one invalid
-  cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``;
+  cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``,
+  and the launching process shows the sweep's view (:mod:`spacing.sweep_view`: cells done, running,
+  failed, skipped, elapsed, time left) until the launch ends;
 - around each job, the cell's ``sweep_cell.json`` says which launch ran it, where, and how it
   ended; a fused group's job (``hydra.sweeper.fuse``) marks each of its cells, so cells are
   counted, never jobs; a cell in a worker process of the launching process
   (``hydra/launcher=local``) ends when the launching process ends;
-- at the end, the launching process reads those files back, so the counts are right whichever
-  process or machine ran a cell, and prints them; the command line then exits with code 4 when a
+- at the end, the launching process takes the view off, reads those files back, so the counts
+  are right whichever process or machine ran a cell, and prints them; the command line then exits with code 4 when a
   cell did not complete (:func:`launch_exit_code`), after the callbacks listed before this one
   (the analysis) have run too.
 
@@ -42,6 +44,7 @@ from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, write_launch
+from spacing.sweep_view import SweepView, launch_tally
 from spacing.sweeper import group_cells, is_group
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,11 @@ class LaunchSummary:
         """
         return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, "skipped", RUNNING_ELSEWHERE))
 
+    ALWAYS = (COMPLETED, "skipped", FAILED)
+    """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
+
     def lines(self) -> list[str]:
-        counts = [f"{self.count(o)} {o}" for o in (COMPLETED, "skipped", FAILED)]
+        counts = [f"{self.count(o)} {o}" for o in self.ALWAYS]
         counts += [f"{self.count(o)} {o}" for o in (DIVERGED, "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
@@ -134,8 +140,15 @@ class SweepCallback:
         self._records_before: dict[str, dict[str, Any] | None] = {}
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        global _view
         self.begin_launch()
         self.check_grid(config)
+        if self.plan.cells:  # a grid (an optimising sweeper picks its cells as it runs: no view)
+            dirs = list(dict.fromkeys(cell.dir for cell in self.plan.cells if cell.dir is not None))
+            launch = self.launch
+            assert launch is not None
+            _view = SweepView(lambda: launch_tally(dirs, launch), always=LaunchSummary.ALWAYS)
+            _view.start()
 
     def begin_launch(self) -> None:
         """Name this launch and its process; set before the launcher pickles this object into the
@@ -191,8 +204,11 @@ class SweepCallback:
             log.info("%s: %s", outcome, cell)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        global _launch_exit_code
+        global _launch_exit_code, _view
         assert self.launch is not None
+        if _view is not None:
+            _view.stop()
+            _view = None
         summary = summarize_launch(Path(str(config.hydra.sweep.dir)), self.launch)
         print("\n".join(summary.lines()), flush=True)
         # Not raised here: the callbacks after this one (the analysis) still run; the command line exits with it.
@@ -226,6 +242,9 @@ def job_cells(config: Any) -> list[Path]:
 
 
 _launch_exit_code = 0
+_view: SweepView | None = None
+"""The launching process's view of its sweep, from the start of the multirun to its end (kept out of the
+callback object, which the launchers pickle into the cells' processes)."""
 
 
 def launch_exit_code() -> int:
