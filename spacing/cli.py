@@ -4,7 +4,7 @@
     python run.py -m [OVERRIDES]              # a multirun (grid checked first; see spacing.plan)
     spacing plan [OVERRIDES]                  # every cell of the grid, checked, with its state
     spacing submit [OVERRIDES]                # submit the grid as a SLURM array and return
-    spacing status SWEEP_DIR                  # per-cell state (and the array's), analysis when done
+    spacing status SWEEP_DIR [--watch]        # per-cell state (and the array's), analysis when done
 
 Exit codes (spacing.errors): 0 done; 1 a bug (its traceback is printed); 2 bad input the user can
 fix (one sentence, nothing trained: an override, a value, an output dir that cannot be written,
@@ -69,7 +69,7 @@ USAGE = """\
 usage: spacing run [OVERRIDES ...]        one run, or a multirun with -m (same as python run.py)
        spacing plan [OVERRIDES ...]       every cell of a grid, checked, with its dir and state
        spacing submit [OVERRIDES ...]     submit a grid as one SLURM job array and return
-       spacing status SWEEP_DIR           each cell's state, the array's, and the analysis when done
+       spacing status SWEEP_DIR [--watch] each cell's state, the array's, and the analysis when done
 Overrides are Hydra's (python run.py --help lists the config groups)."""
 
 

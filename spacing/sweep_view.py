@@ -130,8 +130,8 @@ def clock(seconds: float | None) -> str:
 
 
 class SweepView:
-    """Shows the tallies `tally` returns: a live bar on a terminal, else a line whenever more cells have finished
-    (at most every `line_every_s`). :meth:`update` shows the current tally; :meth:`start` does so every
+    """Shows the tallies `tally` returns: a live bar on a terminal, else a line at most every `line_every_s`: the
+    first one, then one whenever more cells have finished. :meth:`update` shows the current tally; :meth:`start` does so every
     `poll_s` seconds in a thread of its own until :meth:`stop`."""
 
     def __init__(
@@ -150,7 +150,7 @@ class SweepView:
         self.poll_s = poll_s
         self.last = tally()
         self.clock = Clock(self.last.done, since)
-        self.printed_finished = self.last.finished
+        self.printed_finished: int | None = None
         self.printed_at = self.clock.started
         self.bar: tqdm | None = None
         if self.stream.isatty():
