@@ -7,9 +7,10 @@ waits for its array), and ``spacing status --watch`` (:mod:`spacing.status`) for
 with ``spacing submit``. On a terminal the view is one live bar (tqdm); anywhere else (a SLURM log,
 CI, a file) it writes a plain line when cells have finished.
 
-The time left assumes the rest trains at the rate seen so far, with training counted in cells:
-a cell that has recorded k of its n epochs counts k / n, a finished one 1. A fused group's cells
-thus advance together, and cells skipped because they had completed before cost no time.
+The time left assumes the rest trains at the rate seen since the first cell started (composing the
+grid and waiting in a queue are not training), with training counted in cells: a cell that has
+recorded k of its n epochs counts k / n, a finished one 1. A fused group's cells thus advance
+together, and cells skipped because they had completed before cost no time.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ QUEUED = "queued"
 """A cell of the launch whose job has not started yet."""
 UNFINISHED = (RUNNING, QUEUED, "new", "unfinished")
 """States of a cell still to train; every other state (outcome) is a finished cell."""
+WAITING = (QUEUED, "new")
+"""States of a cell no process has started (in this launch)."""
 FINISHED_ORDER = (COMPLETED, "skipped", FAILED, DIVERGED)
 """The order in which finished outcomes are shown; any other outcome follows them."""
 LINE_EVERY_S = 10.0
@@ -109,6 +112,11 @@ class Clock:
         self.since = self.started if since is None else since
         self.start_done = done
 
+    def restart(self, done: float) -> None:
+        """Measure the rate from now on, when `done` cells' worth of training has been done."""
+        self.started = self.now()
+        self.start_done = done
+
     def elapsed(self) -> float:
         return self.now() - self.since
 
@@ -165,6 +173,8 @@ class SweepView:
     def update(self) -> Tally:
         """Read the tally and show it; returns it."""
         tally = self.last = self.tally()
+        if all(state in WAITING for state in tally.counts):
+            self.clock.restart(tally.done)  # no cell has started: the rate is measured from the first one's start
         if self.bar is not None:
             self.bar.total = max(1, tally.total)
             self.bar.n = tally.done

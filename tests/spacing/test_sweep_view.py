@@ -78,3 +78,15 @@ def test_off_a_terminal_the_view_writes_a_line_only_when_cells_have_finished() -
         "sweep: 1/4 cells done (1 completed, 0 skipped, 0 failed), 1 running, 2 queued",
         "sweep: 3/4 cells done (2 completed, 0 skipped, 1 failed), 1 running",
     ]
+
+
+def test_the_rate_is_measured_from_the_first_cells_start_not_from_the_launch() -> None:
+    now = [0.0]
+    tallies = iter([Tally({"queued": 4}, 0), Tally({"queued": 4}, 0), Tally({"running": 1, "queued": 3}, 0.2),
+                    Tally({"completed": 2, "queued": 2}, 2)])
+    view = SweepView(lambda: next(tallies), LAUNCH_ALWAYS, stream=io.StringIO())
+    view.clock = Clock(0, now=lambda: now[0])
+    for now[0] in (100.0, 110.0, 130.0):  # composing the grid took 100 s; then 2 cells trained in 30 s
+        view.update()
+    assert view.clock.elapsed() == 130.0
+    assert view.clock.left(view.last) == pytest.approx((4 - 2) * 30 / 2)  # not (4 - 2) * 130 / 2
