@@ -14,10 +14,10 @@ around its job:
   ended; a fused group's job (``hydra.sweeper.fuse``) marks each of its cells, so cells are
   counted, never jobs; a cell in a worker process of the launching process
   (``hydra/launcher=local``) ends when the launching process ends;
-- at the end, the launching process takes the view off, reads those files back, so the counts
-  are right whichever process or machine ran a cell, and prints them; the command line then exits with code 4 when a
-  cell did not complete (:func:`launch_exit_code`), after the callbacks listed before this one
-  (the analysis) have run too.
+- at the end, the launching process takes the view off and reads those files back, so the counts
+  are right whichever process or machine ran a cell, and prints them; the command line then exits
+  with code 4 when a cell did not complete (:func:`launch_exit_code`), after the callbacks listed
+  before this one (the analysis) have run too.
 
 Hydra catches every Exception a callback raises and only warns; refusing a grid and the exit code
 are therefore ``SystemExit``, which it lets through.
@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from spacing.atomic import atomic_write_text
 from spacing.claim import RUNNING_ELSEWHERE
@@ -85,6 +85,10 @@ class LaunchSummary:
 
     sweep_dir: Path
     cells: tuple[Cell, ...]
+    ALWAYS: ClassVar[tuple[str, ...]] = (COMPLETED, "skipped", FAILED)
+    """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
+    OTHERS: ClassVar[tuple[str, ...]] = (DIVERGED, "unfinished", RUNNING_ELSEWHERE)
+    """The order of the other outcomes in the counts (an outcome not named here comes last)."""
 
     def count(self, outcome: str) -> int:
         return sum(cell.outcome == outcome for cell in self.cells)
@@ -97,12 +101,11 @@ class LaunchSummary:
         """
         return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, "skipped", RUNNING_ELSEWHERE))
 
-    ALWAYS = (COMPLETED, "skipped", FAILED)
-    """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
-
     def lines(self) -> list[str]:
         counts = [f"{self.count(o)} {o}" for o in self.ALWAYS]
-        counts += [f"{self.count(o)} {o}" for o in (DIVERGED, "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
+        others = sorted({cell.outcome for cell in self.cells} - set(self.ALWAYS),
+                        key=lambda o: (self.OTHERS.index(o) if o in self.OTHERS else len(self.OTHERS), o))
+        counts += [f"{self.count(o)} {o}" for o in others]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
             lines.append(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from spacing.sweep_callback import Cell, LaunchSummary
 from spacing.sweep_state import CELL_FILE
 from spacing.sweep_view import Clock, SweepView, Tally, clock, launch_tally, trained_fraction
 
@@ -90,3 +91,9 @@ def test_the_rate_is_measured_from_the_first_cells_start_not_from_the_launch() -
         view.update()
     assert view.clock.elapsed() == 130.0
     assert view.clock.left(view.last) == pytest.approx((4 - 2) * 30 / 2)  # not (4 - 2) * 130 / 2
+
+
+def test_a_launchs_summary_counts_an_outcome_it_does_not_know_yet(tmp_path: Path) -> None:
+    summary = LaunchSummary(tmp_path, (Cell(tmp_path / "a", "completed", None), Cell(tmp_path / "b", "lost", "its task ended"),
+                                       Cell(tmp_path / "c", "diverged", "nan")))
+    assert summary.lines()[0] == f"sweep {tmp_path}: 3 cells, 1 completed, 0 skipped, 0 failed, 1 diverged, 1 lost"
