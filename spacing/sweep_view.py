@@ -39,6 +39,9 @@ FINISHED_ORDER = (COMPLETED, "skipped", FAILED, DIVERGED)
 """The order in which finished outcomes are shown; any other outcome follows them."""
 LINE_EVERY_S = 10.0
 """Off a terminal, the launch's view writes a line at most this often (and only when cells have finished)."""
+CELLS_READ_PER_S = 200
+"""The view reads each cell's two small files at most this many cells a second (a big sweep on a shared
+file system is read less often than once a second)."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,9 @@ def clock(seconds: float | None) -> str:
 
 class SweepView:
     """Shows the tallies `tally` returns: a live bar on a terminal, else a line at most every `line_every_s`: the
-    first one, then one whenever more cells have finished. :meth:`update` shows the current tally; :meth:`start` does so every
-    `poll_s` seconds in a thread of its own until :meth:`stop`."""
+    first one, then one whenever more cells have finished. :meth:`update` shows the current tally; :meth:`start`
+    does so every `poll_s` seconds (default: once a second, less often for a sweep of many cells) in a thread of
+    its own until :meth:`stop`."""
 
     def __init__(
         self,
@@ -149,14 +153,14 @@ class SweepView:
         since: float | None = None,
         stream: IO[str] | None = None,
         line_every_s: float = LINE_EVERY_S,
-        poll_s: float = 1.0,
+        poll_s: float | None = None,
     ) -> None:
         self.tally = tally
         self.always = tuple(always)
         self.stream = stream if stream is not None else sys.stderr
         self.line_every_s = line_every_s
-        self.poll_s = poll_s
         self.last = tally()
+        self.poll_s = poll_s if poll_s is not None else max(1.0, self.last.total / CELLS_READ_PER_S)
         self.clock = Clock(self.last.done, since)
         self.printed_finished: int | None = None
         self.printed_at = self.clock.started
