@@ -71,5 +71,5 @@ def submit(args: argparse.Namespace) -> int:
         what += f" for {len(plan.cells)} cells" + (f": {counted(len(plan.fused), 'fused group')}" if plan.fused else "")
     what += ")"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
-    print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
+    print(f"follow it from any shell with: spacing status {shown(sweep_dir)}  (live: add --watch)")
     return 0
