@@ -54,6 +54,7 @@ from spacing.compose import (
 )
 from spacing.contract import COMPLETED, FAILED
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
+from spacing.permissions import guard_outputs
 from spacing.record import read_result
 from spacing.sweep_callback import launch_exit_code
 from spacing.sweeper import group_cells, is_group
@@ -152,6 +153,7 @@ def _preflight(args: argparse.Namespace) -> None:
             raise UserError(explain(exc)) from None
         if args.cfg:
             return
+        guard_outputs(master, multirun=mode == RunMode.MULTIRUN)
         if mode == RunMode.MULTIRUN:
             check_launcher(master)
             probe_writable(Path(str(master.hydra.sweep.dir)), "hydra.sweep.dir")

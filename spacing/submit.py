@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from spacing.cli import COMPOSE_ERRORS, check_launcher, probe_writable, train
 from spacing.compose import compose_master, explain, hydra_session, is_grid, shown
 from spacing.errors import UserError
+from spacing.permissions import guard_outputs
 from spacing.plan import counted
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
@@ -42,6 +43,7 @@ def submit(args: argparse.Namespace) -> int:
         if str(OmegaConf.select(master, "hydra.launcher._target_")) != SLURM_LAUNCHER:
             raise UserError("spacing submit needs the SLURM launcher: add hydra/launcher=slurm (or a cluster=NAME profile).")
         check_launcher(master)
+        guard_outputs(master, multirun=True)
         sweep_dir = Path(str(master.hydra.sweep.dir))
         probe_writable(sweep_dir, "hydra.sweep.dir")
         callbacks = Callbacks(master)
