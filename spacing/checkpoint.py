@@ -32,21 +32,15 @@ from spacing.claim import Claim
 from spacing.contract import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE
 from spacing.errors import ConfigError
 from spacing.neutral import comparable
+from spacing.unpickle import NUMPY_ARRAY
 
 log = logging.getLogger(__name__)
 
-_reconstruct = np.zeros(0).__reduce__()[0]  # numpy.core.multiarray's in numpy 1.x, numpy._core.multiarray's in 2.x
-RELEASE_GLOBALS: list[Any] = [
-    (_reconstruct, "numpy.core.multiarray._reconstruct"),
-    (_reconstruct, "numpy._core.multiarray._reconstruct"),
-    np.ndarray,
-    np.dtype,
-    type(np.dtype(np.uint32)),
-]
+RELEASE_GLOBALS: list[Any] = [*((found, name) for name, found in NUMPY_ARRAY.items()), type(np.dtype(np.uint32))]
 """What :func:`load_data` accepts beyond tensors and plain types: a uint32 numpy array, to read the
-checkpoints of releases up to 63f2344, which kept numpy's RNG state as numpy's tuple (with its key as
-an array). They are read through this allowlist, not migrated: the first epoch a resumed run saves
-rewrites the file in today's format (the key as a tensor, :func:`spacing.seeding.rng_state`)."""
+checkpoints of versions up to commit 63f2344, which kept numpy's RNG state as ``np.random.get_state()``'s
+tuple (its key an array). They are read through this allowlist, not migrated: the first epoch a resumed
+run saves rewrites the file in today's format (the key a tensor, :func:`spacing.seeding.rng_state`)."""
 
 CHECKPOINT_KEYS = ("progress", "method", "schedules", "rng", "history", "config")
 """What a checkpoint of this harness holds at least (:meth:`spacing.loop.Trainer.state_dict`)."""
@@ -116,7 +110,8 @@ def read_previous(resumable: Resumable) -> Resumable | None:
 
 
 class NotData(ValueError):
-    """A file that names code to run when loaded (a class or function outside :func:`load_data`'s allowlist)."""
+    """A file that names code to run when loaded (a class or function outside :func:`load_data`'s allowlist),
+    or whose pickle is too damaged for ``weights_only`` loading to tell."""
 
 
 def load_data(source: Path | IO[bytes]) -> Any:

@@ -33,7 +33,8 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
     Checkpoints written before one state was kept hold a list, one per then-visible GPU: the
     run used the first of them unless it was told a device index, so that index's state is
-    restored where it exists, else the first. Their numpy state is numpy's own tuple, with an array.
+    restored where it exists, else the first. Checkpoints of versions up to commit 63f2344 hold
+    numpy's state as ``np.random.get_state()``'s tuple (with an array): it restores as well.
     """
     random.setstate(state["python"])
     _restore_numpy_state(state["numpy"])

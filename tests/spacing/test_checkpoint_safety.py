@@ -1,7 +1,8 @@
 """A checkpoint is data, never code: a file that would run code is refused unread, and the release's checkpoints resume.
 
 The crafted file is what anyone who can write a cell dir could leave there: ``torch.save`` of an
-object whose ``__reduce__`` runs a shell command that creates a marker file.
+object whose ``__reduce__`` runs a shell command that creates a marker file. The dataset pickles
+(CIFAR) that the harness reads are held to the same rule.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -17,10 +19,14 @@ import pytest
 import torch
 
 from spacing.checkpoint import NotData, load_data
+from spacing.config import DatasetConfig
 from spacing.contract import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE
+from spacing.data import DATASETS
+from spacing.errors import DataError
 from spacing.methods.baseline import Baseline
 from spacing.runner import run
-from tests.helpers import FAST, compose_config, run_cli
+from spacing.unpickle import load_arrays
+from tests.helpers import FAST, compose_config, run_cli, write_cifar
 
 OVERRIDES = (*FAST, "trainer.epochs=3", "trainer.threads=1")
 RELEASE_NUMPY_GLOBALS = {"numpy.ndarray", "numpy._core.multiarray._reconstruct", "numpy.dtype"}
@@ -129,3 +135,21 @@ def test_anything_else_outside_plain_data_is_refused(tmp_path: Path) -> None:
     torch.save({"path": Path("/somewhere")}, tmp_path / "other.pt")
     with pytest.raises(NotData, match=r"PosixPath"):
         load_data(tmp_path / "other.pt")
+
+
+def test_a_cifar_pickle_that_would_run_code_runs_nothing(tmp_path: Path) -> None:
+    write_cifar(tmp_path, hundred=False)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": RunsAShellCommand(tmp_path / "marker")}, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_1 is not a CIFAR python pickle \(refused unread: it names posix.system"):
+        DATASETS["cifar10"](DatasetConfig(name="cifar10", root=str(tmp_path)))
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_python_2_pickle_of_an_array_reads_as_data() -> None:
+    """The official CIFAR files: protocol 2, the array's constructor under numpy 1.x's name."""
+    rows = np.arange(12, dtype=np.uint8).reshape(2, 6)
+    written = pickle.dumps({"data": rows, "labels": [3, 1]}, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"cnumpy.core.multiarray\n_reconstruct" in written
+    read = load_arrays(io.BytesIO(written), encoding="latin1")
+    assert np.array_equal(read["data"], rows) and read["labels"] == [3, 1]
