@@ -28,6 +28,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -72,6 +73,9 @@ COMPOSE_ERRORS = (HydraException, OmegaConfBaseException, yaml.YAMLError)
 """What composing a config raises for bad input."""
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 SLURM_SUBMIT = "sbatch"
+SLURM_PING = ("scontrol", "ping")
+SLURM_PING_TIMEOUT_S = 20
+"""How long a launch waits for the SLURM controller's answer before it says the controller does not answer."""
 USAGE = """\
 usage: spacing run [OVERRIDES ...]        one run, or a multirun with -m (same as python run.py)
        spacing plan [OVERRIDES ...]       every cell of a grid, checked, with its dir and state
@@ -184,12 +188,34 @@ def check_launcher(master: DictConfig) -> None:
     check_sweep_options(master)
     if OmegaConf.select(master, "hydra.launcher.cells_per_task") is not None:
         check_cells_per_task(master.hydra.launcher.cells_per_task)
-    target = str(OmegaConf.select(master, "hydra.launcher._target_") or "")
-    if target.endswith("SlurmLauncher") and shutil.which(SLURM_SUBMIT) is None:
+    if not _on_slurm(master):
+        return
+    if shutil.which(SLURM_SUBMIT) is None:
         raise UserError(
             f"hydra/launcher=slurm submits with {SLURM_SUBMIT}, which is not on PATH here; launch from a machine "
             "that submits SLURM jobs (a login node), or use hydra/launcher=local to run the cells on this one."
         )
+    check_controller()
+
+
+def check_controller() -> None:
+    """Raise UserError when SLURM's controller does not answer ``scontrol ping`` (where scontrol is installed):
+    submitit would otherwise fail after writing its job files into the sweep dir."""
+    if shutil.which(SLURM_PING[0]) is None:
+        return
+    try:
+        answer = subprocess.run(SLURM_PING, capture_output=True, text=True, timeout=SLURM_PING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        said = f"no answer in {SLURM_PING_TIMEOUT_S} s"
+    else:
+        if answer.returncode == 0 and "DOWN" not in answer.stdout:
+            return
+        said = (answer.stdout + answer.stderr).strip().splitlines()[:1] or [f"exit code {answer.returncode}"]
+        said = said[0]
+    raise UserError(
+        f"the SLURM controller does not answer ({' '.join(SLURM_PING)}: {said}); nothing was submitted. Check the "
+        "cluster (sinfo, or SLURM_CONF) and launch again, or use hydra/launcher=local to run the cells on this machine."
+    )
 
 
 def probe_writable(path: Path, key: str) -> None:

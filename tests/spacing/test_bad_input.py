@@ -91,3 +91,23 @@ def test_a_gpu_where_there_is_none_is_one_sentence_and_writes_nothing(args, sent
 @pytest.mark.parametrize(("args", "sentence"), TRACKER_CASES, ids=[" ".join(a) for a, _ in TRACKER_CASES])
 def test_a_tracker_that_is_not_installed_is_one_sentence_and_writes_nothing(args, sentence, tmp_path, monkeypatch, capsys) -> None:
     check(args, sentence, tmp_path, monkeypatch, capsys)
+
+
+def test_a_slurm_controller_that_does_not_answer_is_one_sentence_and_writes_nothing(tmp_path, monkeypatch, capsys) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (("sbatch", f"touch {tmp_path / 'sbatch-called'}; exit 1"),
+                         ("scontrol", "echo 'Slurmctld(primary) at node is DOWN'; exit 1")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), "/bin", "/usr/bin"]))
+    monkeypatch.setattr(sys, "argv", ["run.py"])
+    assert run_command(["-m", "hydra/launcher=slurm", "seed=0,1", "trainer.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: the SLURM controller does not answer (scontrol ping: Slurmctld(primary) at node is DOWN); "
+                   "nothing was submitted. Check the cluster (sinfo, or SLURM_CONF) and launch again, or use "
+                   "hydra/launcher=local to run the cells on this machine.\n")
+    assert os.listdir(work) == [] and not (tmp_path / "sbatch-called").exists()
