@@ -7,7 +7,6 @@ ending with the record and history an undamaged run has; nothing is skipped on a
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -20,21 +19,13 @@ from spacing.errors import ConfigError
 from spacing.record import history_problem, read_record
 from spacing.runner import run
 from tests.helpers import FAST, compose_config
+from tests.spacing.test_runner_damaged_files import history, record
 
 OVERRIDES = ("trainer.epochs=2",)
 
 
 def config(*extra: str):
     return compose_config([*FAST, *OVERRIDES, *extra])
-
-
-def history(out: Path) -> list[dict[str, str]]:
-    with open(out / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
-def record(out: Path) -> dict:
-    return json.loads((out / "result.json").read_text())
 
 
 @pytest.fixture(scope="module")
