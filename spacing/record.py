@@ -172,7 +172,7 @@ def history_problem(out_dir: Path, record: dict[str, Any], derives_metrics: bool
     (accuracies in [0, 1], a finite loss); with `derives_metrics`, also when it gives the record's
     metrics again (:func:`summarize`: what this release's runner checks before skipping a cell).
     Analysis reads records of any release and of other tools, whose metrics need not be this
-    release's summary of the history: it checks the rows alone.
+    release's summary of the history: it checks the rows alone, up to the record's last epoch.
     """
     path = out_dir / HISTORY_FILE
     try:
@@ -187,6 +187,8 @@ def history_problem(out_dir: Path, record: dict[str, Any], derives_metrics: bool
     except (OSError, ValueError, TypeError) as exc:
         return f"{path} cannot be read ({exc})"
     epochs = int(record.get("epochs_completed") or 0)
+    if not derives_metrics:  # rows past the record's epochs are ignored by analysis (result.json is authoritative)
+        rows = [row for row in rows if row["epoch"] <= epochs]
     for target in record.get("metrics") or {}:
         seen = sorted(row["epoch"] for row in rows if row["target"] == target)
         if seen != list(range(1, epochs + 1)):
