@@ -340,7 +340,8 @@ def make_record(method: str, interval: float, strength: float | None, seed: int,
 def write_run(run_dir: Path, result: dict[str, Any] | str, history: bool = True) -> Path:
     """Write result.json (a dict, or raw text for corrupt files) and a history.csv ending at the final accuracy.
 
-    Epoch e of target t has test_acc = final - 0.01 * (RECORD_EPOCHS - e).
+    Epoch e of target t has test_acc = final - 0.01 * (E - e), E the record's epochs_completed when it is
+    completed (so its history agrees with it), else RECORD_EPOCHS.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra").mkdir(exist_ok=True)
@@ -348,9 +349,10 @@ def write_run(run_dir: Path, result: dict[str, Any] | str, history: bool = True)
     (run_dir / "result.json").write_text(text)
     if history and isinstance(result, dict):
         lines = ["epoch,target,train_loss,train_acc,val_acc,test_acc,lr,seconds"]
+        epochs = result.get("epochs_completed") if result.get("status") == "completed" else None
         for target, metrics in result["metrics"].items():
-            for epoch in range(1, RECORD_EPOCHS + 1):
-                acc = metrics["test_acc"] - 0.01 * (RECORD_EPOCHS - epoch)
+            for epoch in range(1, (epochs or RECORD_EPOCHS) + 1):  # a completed record's history has its every epoch
+                acc = metrics["test_acc"] - 0.01 * ((epochs or RECORD_EPOCHS) - epoch)
                 lines.append(f"{epoch},{target},0.5,0.9,,{acc},0.01,0.1")
         (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
     return run_dir
