@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.gains import CONTROL_PREFIX, FAMILY, MASSED, POWER, TARGET_HALF_WIDTH
-from analysis.labels import cell_words, comparison_words, control_matches, line_label, metric_words, signed
+from analysis.labels import comparison_words, control_matches, line_label, metric_words, signed
 
 BETTER, WORSE, SAME, UNKNOWN = "better", "worse", "same", "unknown"
 

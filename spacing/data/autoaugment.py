@@ -15,7 +15,6 @@ operation), only with a factor per image.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

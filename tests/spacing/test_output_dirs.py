@@ -122,7 +122,7 @@ def test_a_timestamped_dir_on_request_prints_the_command_that_resumes_it(uninter
     assert command.endswith(f"hydra.run.dir=outputs/{run_dir.name}"), last
     time.sleep(1.1)  # a new timestamp: only the pinned dir can find the run
     argv = shlex.split(command)
-    assert argv[:2] == ["python", str(ROOT / "run.py")] and f"hydra.run.dir=outputs/${{now:%Y-%m-%d_%H-%M-%S}}" not in argv
+    assert argv[:2] == ["python", str(ROOT / "run.py")] and "hydra.run.dir=outputs/${now:%Y-%m-%d_%H-%M-%S}" not in argv
     again = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == [run_dir.name]
