@@ -2,15 +2,16 @@
 
 ``hydra.launcher.cells_per_task=k`` runs k cells at once in each task (spacing.task_cells says
 how, and what the cells share); 1, the default, launches exactly as the upstream launcher does.
-conf/hydra/launcher/{slurm,local}.yaml select these classes. They live here, in a portion of
-Hydra's ``hydra_plugins`` namespace package (see spacing_sweeper.py), because Hydra instantiates
-launchers only from that namespace. Their config schemas (spacing.launcher_schemas) are registered
-here: Hydra's plugin scan runs this module before it composes ``hydra/launcher``, as it does the
-upstream launchers' modules that register theirs.
+conf/hydra/launcher/{slurm,local}.yaml select these classes. They live here, in spacing's portion of
+Hydra's ``hydra_plugins`` namespace package (installed by ``pip install``, see spacing_sweeper.py),
+because Hydra instantiates launchers only from that namespace. Their config schemas
+(spacing.launcher_schemas) are registered here: Hydra's plugin scan runs this module before it
+composes ``hydra/launcher``, as it does the upstream launchers' modules that register theirs.
 
-A SLURM task unpickles what it runs in a fresh process, where this namespace portion is not on
-``sys.path``: the objects sent to the cluster are therefore upstream classes
-(:class:`SlurmLauncher`) and :class:`spacing.task_cells.SlurmTask`, never the classes defined here.
+A SLURM task unpickles what it runs in a fresh process, which may run from a checkout that is not
+installed on the node (its ``setup`` lines put the checkout on the path): the objects sent to the
+cluster are therefore upstream classes (:class:`SlurmLauncher`) and
+:class:`spacing.task_cells.SlurmTask`, never the classes defined here.
 """
 
 import logging
