@@ -2,7 +2,7 @@
 (hydra.test_utils.launcher_common_tests), run against spacing's plugins as pip installs them.
 
 - the local launcher (``hydra/launcher=joblib_cells``, what conf/hydra/launcher/local.yaml extends) with
-  ``n_jobs`` 1 and 2 and ``cells_per_task`` 1 and 2;
+  ``n_jobs`` 1 and 2 and ``cells_per_task`` 1 and 2 (the integration suite with ``n_jobs=2``);
 - the SLURM launcher (``submitit_slurm_cells``) with ``cells_per_task`` 1 and 2 on the test cluster
   (tests/slurm/start_slurm.sh; skipped without one, as tests/sweeps/test_slurm.py is);
 - the grid sweeper (``hydra/sweeper=spacing_grid``) with controls and fuse off, which must behave
@@ -34,6 +34,9 @@ SLURM = [pytest.param(cells_per_task, id=f"cells_per_task={cells_per_task}") for
 SLURM_TEST_CLUSTER = [o for o in SLURM_CPU if not o.startswith("hydra/launcher=")]
 """The SLURM launcher's settings for the test cluster, as spacing's own SLURM tests use them (the suites choose the launcher)."""
 
+QUIET = ["hydra/hydra_logging=disabled", "hydra/job_logging=disabled"]
+"""As Hydra's plugins run their integration suites: the apps print only what the tests read."""
+
 
 def local_flags(n_jobs: int, cells_per_task: int) -> list[str]:
     return [f"hydra.launcher.n_jobs={n_jobs}", f"hydra.launcher.cells_per_task={cells_per_task}"]
@@ -55,18 +58,19 @@ class TestLocalLauncher(LauncherTestSuite):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n_jobs, cells_per_task", LOCAL)
+@pytest.mark.parametrize("n_jobs, cells_per_task", [p for p in LOCAL if p.values[0] == 2])
 class TestLocalLauncherIntegration(IntegrationTestSuite):
-    """Hydra's integration suite on the local launcher: each test a separate Hydra app."""
+    """Hydra's integration suite on the local launcher: each test a separate Hydra app. With n_jobs=2 (the
+    default) only: the suite checks what an app sees (job names, dirs, cwd), which the number of workers does not
+    change, and each cell process costs seconds; the in-process suite above runs every combination."""
 
     @pytest.fixture
     def task_launcher_cfg(self) -> dict[str, Any]:
-        return {"defaults": [{"hydra/launcher": "joblib_cells"}, {"hydra/hydra_logging": "hydra_debug"},
-                             {"hydra/job_logging": "disabled"}]}
+        return {}
 
     @pytest.fixture
     def extra_flags(self, n_jobs: int, cells_per_task: int) -> list[str]:
-        return ["-m", *local_flags(n_jobs, cells_per_task)]
+        return ["-m", *QUIET, "hydra/launcher=joblib_cells", *local_flags(n_jobs, cells_per_task)]
 
 
 @pytest.mark.slow
@@ -89,12 +93,12 @@ class TestSlurmLauncherIntegration(IntegrationTestSuite):
 
     @pytest.fixture
     def task_launcher_cfg(self) -> dict[str, Any]:
-        return {"defaults": [{"hydra/launcher": "submitit_slurm_cells"}, {"hydra/hydra_logging": "disabled"},
-                             {"hydra/job_logging": "disabled"}]}
+        return {}
 
     @pytest.fixture
     def extra_flags(self, cells_per_task: int) -> list[str]:
-        return ["-m", *SLURM_TEST_CLUSTER, f"hydra.launcher.cells_per_task={cells_per_task}"]
+        return ["-m", *QUIET, "hydra/launcher=submitit_slurm_cells", *SLURM_TEST_CLUSTER,
+                f"hydra.launcher.cells_per_task={cells_per_task}"]
 
 
 GRID_SWEEPER = ["hydra/sweeper=spacing_grid", "hydra.sweeper.controls=false", "hydra.sweeper.fuse=false"]
@@ -113,7 +117,7 @@ class TestGridSweeperBatches(BatchedSweeperTestSuite):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "task_launcher_cfg, extra_flags",
-    [({"defaults": [{"hydra/hydra_logging": "disabled"}, {"hydra/job_logging": "disabled"}]}, ["-m", *GRID_SWEEPER])],
+    [({}, ["-m", *QUIET, *GRID_SWEEPER])],
 )
 class TestGridSweeperIntegration(IntegrationTestSuite):
     """Hydra's integration suite with the grid sweeper: each test a separate Hydra app."""
