@@ -105,9 +105,9 @@ def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_
     with tempfile.TemporaryDirectory(prefix="spacing-task-") as folder:
         try:
             for index, cell in enumerate(cells):
-                Path(folder, f"{index}.cell").write_bytes(cloudpickle.dumps((cell, ignored)))
-                command = [sys.executable, "-c", CELL_PROCESS, json.dumps(sys.path), folder, str(index)]
-                children[index] = subprocess.Popen(command, env=environment)  # a fresh interpreter: no CUDA, Hydra or start-method state inherited
+                Path(folder, f"{index}.cell").write_bytes(cloudpickle.dumps(cell))
+                command = [sys.executable, "-c", CELL_PROCESS, json.dumps(sys.path), folder, str(index), *map(str, ignored)]
+                children[index] = subprocess.Popen(command, env=environment)
             while children:
                 for index, child in list(children.items()):
                     if child.poll() is None:
@@ -128,7 +128,8 @@ def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_
 
 
 CELL_PROCESS = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); from spacing.task_cells import run_cell; run_cell(*sys.argv[2:])"
-"""A cell's process: the task process's ``sys.path`` (as multiprocessing's spawn gives it), then :func:`run_cell`."""
+"""A cell's process, a fresh interpreter (no CUDA, Hydra or start-method state inherited): the task process's
+``sys.path``, as multiprocessing's spawn would give it, then :func:`run_cell`."""
 POLL_S = 0.2
 """How often a task process looks for a cell process that has ended."""
 
@@ -140,16 +141,17 @@ def _ending(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def run_cell(folder: str, index: str) -> None:
-    """A cell's process: ignore the task's signals, end with the task, run the cell, leave its result in `folder`."""
+def run_cell(folder: str, index: str, *ignored: str) -> None:
+    """A cell's process: ignore the task's signals (`ignored`, by number), end with the task, run the cell,
+    leave its result in `folder`."""
+    for number in ignored:
+        signal.signal(int(number), signal.SIG_IGN)
     import cloudpickle
 
     from spacing.sweep_callback import end_with_parent
 
-    cell, ignored = cloudpickle.loads(Path(folder, f"{index}.cell").read_bytes())
-    for number in ignored:
-        signal.signal(number, signal.SIG_IGN)
     end_with_parent(os.getppid())
+    cell = cloudpickle.loads(Path(folder, f"{index}.cell").read_bytes())
     result = Path(folder, f"{index}.result")
     partial_result = result.with_suffix(".part")
     partial_result.write_bytes(cloudpickle.dumps(cell()))
