@@ -25,6 +25,7 @@ import errno
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -45,6 +46,7 @@ from spacing.compose import (
     CONF_DIR,
     CONFIG_NAME,
     GRID_SWEEPERS,
+    app_config,
     compose_master,
     explain,
     hydra_session,
@@ -53,6 +55,10 @@ from spacing.compose import (
     shown,
 )
 from spacing.contract import COMPLETED, FAILED
+from spacing.cpus import free_cpus
+from spacing.config import to_config
+from spacing.help import help_text
+from spacing.preflight import check_machine, check_sweep_options
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.record import read_result
 from spacing.sweep_callback import LOST, launch_exit_code
@@ -123,7 +129,11 @@ def run_main() -> None:
 def run_command(argv: list[str]) -> int:
     """Compose and check what ARGS ask for, then hand them to Hydra, which runs the task function."""
     args = parse_args(argv)
-    answered_by_hydra = args.help or args.hydra_help or args.shell_completion or args.info
+    if args.help and not args.hydra_help:
+        sys.argv = [sys.argv[0], *argv]
+        print(help_text(CONF_DIR, program()))
+        return 0
+    answered_by_hydra = args.hydra_help or args.shell_completion or args.info
     if args.multirun and args.cfg:
         return plan_command([a for a in argv if a not in ("-m", "--multirun")])
     if args.run + args.multirun + args.shell_completion + (args.info is not None) + (args.cfg is not None) > 1:
@@ -154,13 +164,22 @@ def _preflight(args: argparse.Namespace) -> None:
             return
         if mode == RunMode.MULTIRUN:
             check_launcher(master)
+            check_machine(master, runs_here=not _on_slurm(master))
             probe_writable(Path(str(master.hydra.sweep.dir)), "hydra.sweep.dir")
         else:
+            to_config(app_config(master))  # every value, checked as the run checks it (a grid's cells: in its plan)
+            check_machine(master, runs_here=True)
             probe_writable(Path(str(master.hydra.run.dir)), "hydra.run.dir")
 
 
+def _on_slurm(master: DictConfig) -> bool:
+    return str(OmegaConf.select(master, "hydra.launcher._target_") or "").endswith("SlurmLauncher")
+
+
 def check_launcher(master: DictConfig) -> None:
-    """A SLURM launcher needs sbatch on this machine; cells_per_task, where the launcher has it, is a count."""
+    """The sweeper's and launcher's options are valid; a SLURM launcher needs sbatch on this machine;
+    cells_per_task, where the launcher has it, is a count."""
+    check_sweep_options(master)
     if OmegaConf.select(master, "hydra.launcher.cells_per_task") is not None:
         check_cells_per_task(master.hydra.launcher.cells_per_task)
     target = str(OmegaConf.select(master, "hydra.launcher._target_") or "")
@@ -214,9 +233,40 @@ def _hydra(argv: list[str]) -> int:
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")(train)()
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        print(f"error: interrupted; {to_resume(*_LAUNCHED.get('sweep', ('', None)))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return launch_exit_code()
+
+
+_LAUNCHED: dict[str, tuple[str, Path]] = {}
+"""The sweep dir of this process's multirun, as given and as resolved (what :func:`to_resume` needs)."""
+
+
+def to_resume(given: str, resolved: Path | None, key: str = "hydra.sweep.dir") -> str:
+    """The sentence that tells how to resume what ran in `resolved` (the dir `key` gave as `given`).
+
+    A dir that follows from the config (the default) is found again by the same command; a
+    timestamped one (``${now:...}``) is not, so the command to type then pins the dir.
+    """
+    if resolved is None or "${now:" not in given:
+        return "run the same command again to resume."
+    return f"to resume, run: {invocation(without=key)} {shlex.quote(f'{key}={shown(resolved)}')}"
+
+
+def invocation(without: str) -> str:
+    """The command line this process was started with (:func:`_hydra` sets ``sys.argv``), less any override of `without`."""
+    args = [arg for arg in sys.argv[1:] if arg.partition("=")[0] != without]
+    return " ".join([program(), *map(shlex.quote, args)])
+
+
+def program() -> str:
+    """How the user started this command: ``python run.py``, ``spacing run`` or ``python -m spacing run``."""
+    started = sys.argv[0]
+    if Path(started).name == "__main__.py":
+        return "python -m spacing run"
+    if started.endswith(".py"):
+        return f"python {shlex.quote(started)}"
+    return f"{Path(started).name} run"
 
 
 def train(cfg: DictConfig) -> Outcome:
@@ -232,6 +282,9 @@ def train(cfg: DictConfig) -> Outcome:
     out_dir = Path(settings.runtime.output_dir)
     single = settings.mode == RunMode.RUN
     sweep_dir = None if single else Path(str(settings.sweep.dir))
+    dir_key = "run" if single else "sweep"
+    given_dir = str(OmegaConf.to_container(settings[dir_key], resolve=False)["dir"])  # type: ignore[index]
+    _LAUNCHED[dir_key] = (given_dir, out_dir if single else sweep_dir)  # type: ignore[assignment]
     log.info("torch CPU threads: %d", set_thread_count(cfg.trainer.threads, OmegaConf.select(settings, "launcher.n_jobs")))
     if sweep_dir is not None and is_group(cfg):
         return _train_group(cfg, sweep_dir)
@@ -239,7 +292,7 @@ def train(cfg: DictConfig) -> Outcome:
         record = run(cfg, out_dir, sweep_dir)
     except KeyboardInterrupt:
         print(f"error: interrupted at epoch {_epochs_done(out_dir)} ({shown(out_dir)}); "
-              "run the same command again to resume.", file=sys.stderr)
+              f"{to_resume(*_LAUNCHED[dir_key], key=f'hydra.{dir_key}.dir')}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except RunningElsewhere as exc:
         if single:
@@ -286,7 +339,7 @@ def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
         records = run_group(cells, sweep_dir)
     except KeyboardInterrupt:
         print(f"error: interrupted while training the fused group of {len(cells)} cells of {shown(dirs[0])}; "
-              "run the same command again to resume.", file=sys.stderr)
+              f"{to_resume(*_LAUNCHED['sweep'])}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except RunningElsewhere as exc:
         log.warning("%s", exc)  # another process trains a cell of this group: not a failure of this launch
@@ -363,7 +416,9 @@ def thread_count(requested: int | None, n_jobs: int | None) -> int | None:
     """The CPU thread count a run uses: `requested` (trainer.threads) when set; else the share of the
     CPUs a launcher gives one task: $SLURM_CPUS_PER_TASK in a SLURM task, CPUs / n_jobs in a local
     launcher worker, divided among the cells that share the task (hydra.launcher.cells_per_task,
-    spacing.task_cells); else None (torch's default, which follows $OMP_NUM_THREADS)."""
+    spacing.task_cells); else None where $OMP_NUM_THREADS is set (torch's default follows it); else
+    the CPUs free when the run starts (:func:`spacing.cpus.free_cpus`), never more threads than the
+    machine has idle cores for."""
     if requested is not None:
         return requested
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
@@ -372,7 +427,9 @@ def thread_count(requested: int | None, n_jobs: int | None) -> int | None:
         cpus = len(os.sched_getaffinity(0))
         workers = n_jobs if n_jobs > 0 else max(1, cpus + 1 + n_jobs)  # joblib: -1 = all CPUs, -2 = all but one
         return max(1, cpus // min(workers, cpus) // cells_in_task())
-    return None
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return free_cpus()
 
 
 def set_thread_count(requested: int | None, n_jobs: int | None) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -27,14 +29,16 @@ from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 import spacing.config as schema
 from spacing.config import SCHEMAS, Config, method_schemas, to_dict
-from spacing.neutral import cell_dir_name
+from spacing.neutral import CELL_HASH_LENGTH, NEUTRAL_GROUPS, NEUTRAL_KEYS, cell_dir_name
 from spacing.sweeper import (
     FUSE_OPTION,
     GRID_SWEEPER,
@@ -53,7 +57,10 @@ CONFIG_NAME = "config"
 TASK_NAME = "run"
 """Hydra's job name, so every entry point (run.py, ``spacing run``) logs to ``run.log``."""
 CELL_DIR_RESOLVER = "spacing.cell_dir"
-"""``${spacing.cell_dir:}`` in ``hydra.sweep.subdir``: the cell's dir name from its resolved config."""
+"""``${spacing.cell_dir:}`` in ``hydra.run.dir`` and ``hydra.sweep.subdir``: the run's dir name from its resolved config."""
+GRID_DIR_RESOLVER = "spacing.grid_dir"
+"""``${spacing.grid_dir:}`` in ``hydra.sweep.dir``: an ad-hoc grid's dir name from the command's overrides."""
+SWEEP_DIR = "hydra.sweep.dir"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 GRID_SWEEPERS = (BASIC_SWEEPER, GRID_SWEEPER)
 """Sweepers that launch a fixed grid known up front (Hydra's basic one, and spacing's with its controls)."""
@@ -74,13 +81,79 @@ def register_configs() -> None:
 
 
 def _cell_dir(*, _root_: DictConfig) -> str:
-    """The dir name of the cell whose whole config (hydra node included) is `_root_`."""
-    return cell_dir_name(to_dict(app_config(_root_)))
+    """The dir name of the cell whose whole config (hydra node included) is `_root_`; under an optimising
+    sweeper (Optuna, ...) it shows the values the sweeper tunes, so each trial's dir says what it tried."""
+    tuned: tuple[str, ...] = ()
+    if OmegaConf.select(_root_, "hydra.sweeper._target_") not in GRID_SWEEPERS:
+        params = OmegaConf.select(_root_, "hydra.sweeper.params")
+        tuned = tuple(str(key) for key in params) if isinstance(params, DictConfig) else ()
+    return cell_dir_name(to_dict(app_config(_root_)), tuned)
+
+
+def grid_dir_name(task_overrides: Sequence[str], default_method: str) -> str:
+    """An ad-hoc grid's dir name: its method(s), then a digest of the overrides that span it.
+
+    E.g. ``ema-3f9a2c1b7e`` for ``method=ema method.interval=0,0.5 seed=0,1``. The overrides are
+    normalised (sorted by key, a sweep's values sorted) and the neutral keys left out, so the same
+    grid typed again, its values in another order, or with another ``trainer.threads``, lands in the
+    same dir, where its finished cells are skipped and its unfinished ones resume.
+    """
+    spanned: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(list(task_overrides)):
+        key = override.get_key_element()
+        bare = key.lstrip("+~")
+        if bare in NEUTRAL_KEYS or bare.partition(".")[0] in NEUTRAL_GROUPS:
+            continue
+        spanned[key] = _values(override)
+    digest = hashlib.sha256(json.dumps(sorted(spanned.items())).encode()).hexdigest()[:CELL_HASH_LENGTH]
+    methods = spanned.get("method", [default_method])
+    return f"{'+'.join(methods)}-{digest}"
+
+
+def _values(override: Override) -> list[str]:
+    """An override's values as text: a sweep's elements sorted, a plain value alone."""
+    if override.is_sweep_override() and not override.is_interval_sweep():
+        try:
+            return sorted(override.sweep_string_iterator())
+        except HydraException:  # a glob needs the config loader: keep it as typed
+            pass
+    return [override.get_value_element_as_str()]
+
+
+def _grid_dir(*, _root_: DictConfig) -> str:
+    """The grid dir name of the command whose master config (hydra node included) is `_root_`."""
+    return grid_dir_name(list(_root_.hydra.overrides.task), str(OmegaConf.select(_root_, "method.name")))
+
+
+def pin_sweep_dir(master: DictConfig) -> None:
+    """Make a multirun's jobs use the sweep dir `master` resolves to.
+
+    A job's config is composed anew from its own overrides plus the master's ``hydra`` overrides
+    (Hydra's ``load_sweep_config``, by every launcher), so an ad-hoc grid's ``${spacing.grid_dir:}``
+    would be named from one cell's overrides there. Adding the resolved dir to the master's hydra
+    overrides makes every launcher compose each job into the grid's dir.
+    """
+    given = OmegaConf.to_container(master.hydra.sweep, resolve=False)["dir"]  # type: ignore[index]
+    if GRID_DIR_RESOLVER not in str(given):
+        return
+    resolved = str(master.hydra.sweep.dir)
+    with read_write(master.hydra), open_dict(master.hydra):
+        master.hydra.sweep.dir = resolved
+        master.hydra.overrides.hydra.append(f"{SWEEP_DIR}={Override._get_value_element_as_str(resolved)}")
+
+
+class PinSweepDir(Callback):
+    """The Hydra callback that calls :func:`pin_sweep_dir` before the sweeper makes any job."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        pin_sweep_dir(config)
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver(CELL_DIR_RESOLVER):
         OmegaConf.register_new_resolver(CELL_DIR_RESOLVER, _cell_dir)
+    if not OmegaConf.has_resolver(GRID_DIR_RESOLVER):
+        OmegaConf.register_new_resolver(GRID_DIR_RESOLVER, _grid_dir)
 
 
 register_resolvers()
@@ -113,6 +186,8 @@ def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) ->
     mode = f"hydra.mode={run_mode.name}"
     master = hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
     refuse_hand_set_group(master)
+    if run_mode == RunMode.MULTIRUN:
+        pin_sweep_dir(master)
     return master
 
 
@@ -173,6 +248,8 @@ def explain(exc: BaseException) -> str:
     unknown = isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key
     if unknown and dataclasses.is_dataclass(cause.object_type):
         return _unknown_key(cause.full_key, cause.object_type, None)
+    if unknown and isinstance(cause.parent_node, DictConfig):  # a node without a schema (a plugin's options): its keys
+        return _unknown_key(cause.full_key, None, None, [str(key) for key in cause.parent_node])
     if isinstance(cause, ValidationError) and cause.full_key:
         return f"invalid value for '{cause.full_key}': {cause.msg.splitlines()[0]}."
     if isinstance(exc, OverrideParseException):
@@ -209,8 +286,9 @@ def _explain_composition(message: str) -> str | None:
     return f"{match['detail'].strip().splitlines()[0]} (in {where})."
 
 
-def _unknown_key(full_key: str, schema_type: Any, where: str | None) -> str:
-    valid = ", ".join(sorted(f.name for f in dataclasses.fields(schema_type)))
+def _unknown_key(full_key: str, schema_type: Any, where: str | None, keys: list[str] | None = None) -> str:
+    """The sentence for an unknown key: where, and the valid keys (the schema's fields, or `keys`)."""
+    valid = ", ".join(sorted(keys if keys is not None else (f.name for f in dataclasses.fields(schema_type))))
     parent = full_key.rpartition(".")[0] or "the top level"
     place = f" in {where}" if where else ""
     return f"unknown key '{full_key}'{place}; valid keys under {parent}: {valid}."

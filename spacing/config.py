@@ -133,6 +133,10 @@ class DatasetConfig:
             0.0 <= self.label_noise < 1.0,
             f"dataset.label_noise must be in [0, 1) (a fraction of training labels); got {self.label_noise}.",
         )
+        _require(
+            0 <= self.split_seed <= MAX_SEED,
+            f"dataset.split_seed must be an integer in [0, {MAX_SEED}]; got {self.split_seed}.",
+        )
         _require_choice(self.loader, LOADERS, "dataset.loader")
         _require(self.workers >= 0, f"dataset.workers must be >= 0; got {self.workers}.")
 

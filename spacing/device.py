@@ -84,18 +84,24 @@ def resolve_device(requested: str) -> torch.device:
         torch.cuda.set_device(_claimed_gpu[0])
         return torch.device("cuda", _claimed_gpu[0])
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"trainer.device={requested} was requested but no CUDA GPU is visible; "
-                "use trainer.device=cpu (or auto)."
-            )
-        device = torch.device(requested)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"trainer.device={requested} names a GPU that does not exist "
-                f"({torch.cuda.device_count()} visible); use cuda:0..cuda:{torch.cuda.device_count() - 1}."
-            )
+        device = check_device(requested)
         if device.index is not None:
             torch.cuda.set_device(device.index)
         return device
     return torch.device("cpu")
+
+
+def check_device(requested: str) -> torch.device:
+    """The CUDA device `requested` (``cuda`` or ``cuda:N``) names; DeviceError when this machine has no such GPU."""
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"trainer.device={requested} was requested but no CUDA GPU is visible; "
+            "use trainer.device=cpu (or auto)."
+        )
+    device = torch.device(requested)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"trainer.device={requested} names a GPU that does not exist "
+            f"({torch.cuda.device_count()} visible); use cuda:0..cuda:{torch.cuda.device_count() - 1}."
+        )
+    return device

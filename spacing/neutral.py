@@ -69,12 +69,14 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cell_dir_name(config: dict[str, Any]) -> str:
+def cell_dir_name(config: dict[str, Any], shown: tuple[str, ...] = ()) -> str:
     """A sweep cell's dir name: readable identity fields, then a digest of the comparable config.
 
     E.g. ``ema-i0.5-seed1-3f9a2c1b7e``, and ``ema-i0.5-control-seed1-...`` for the control run of that
     spaced cell (``method.control=matched``). Equal comparable configs give equal names; the digest
-    keeps cells apart that differ in anything else (decay, epochs, dataset, ...).
+    keeps cells apart that differ in anything else (decay, epochs, dataset, ...). `shown` names
+    dotted keys whose values are shown too, before the digest (an optimising sweeper's tuned keys:
+    ``ema-i0-seed0-lr0.0123-...``); the digest alone keeps names apart, so they are for the reader.
     """
     numbers = comparable(config)
     digest = hashlib.sha256(json.dumps(numbers, sort_keys=True).encode()).hexdigest()[:CELL_HASH_LENGTH]
@@ -84,7 +86,9 @@ def cell_dir_name(config: dict[str, Any]) -> str:
         parts.append(str(method["schedule"]))
     if method.get("control") not in (None, "none"):
         parts.append("control")
-    parts += [f"seed{numbers.get('seed')}", digest]
+    parts.append(f"seed{numbers.get('seed')}")
+    parts += [f"{key.rpartition('.')[2]}{_text(_get(numbers, key))}" for key in shown]
+    parts.append(digest)
     return "-".join(parts)
 
 

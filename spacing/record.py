@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
 import subprocess
 import time
@@ -133,11 +134,83 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_result(out_dir: Path) -> dict[str, Any] | None:
-    """The run record in `out_dir`, or None when there is none (or it cannot be read)."""
+    """The run record in `out_dir`, or None when there is none (or it is not a readable record)."""
+    return read_record(out_dir)[0]
+
+
+def read_record(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The run record in `out_dir` and, when result.json is there but is not a usable record, why not.
+
+    Usable: a JSON object with a ``status`` and the resolved ``config`` (an object): what every
+    reader asks of a record before anything else. A file killed mid-write never stays behind
+    (writes are atomic); what is damaged was damaged by something else, and is said.
+    """
+    path = out_dir / RESULT_FILE
     try:
-        return json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{path} cannot be read ({exc.strerror})"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None, f"{path} is not valid JSON ({'empty' if not text.strip() else 'truncated or garbage'})"
+    if not isinstance(record, dict) or record.get("status") not in STATUSES or not isinstance(record.get("config"), dict):
+        return None, f"{path} is not a run record (no status and config)"
+    return record, None
+
+
+def history_problem(out_dir: Path, record: dict[str, Any]) -> str | None:
+    """Why history.csv in `out_dir` does not agree with the finished `record`, or None when it does.
+
+    A record's metrics are derived from its history (:func:`summarize`), so the history agrees
+    when it has every epoch of every target once, only possible values (accuracies in [0, 1], a
+    finite loss), and gives the record's metrics again.
+    """
+    path = out_dir / HISTORY_FILE
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = tuple(reader.fieldnames or ())
+            if header != HISTORY_COLUMNS:
+                return f"{path} has the columns {', '.join(header) or 'none'}, not {', '.join(HISTORY_COLUMNS)}"
+            rows = [_history_row(row) for row in reader]
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (OSError, ValueError, TypeError) as exc:
+        return f"{path} cannot be read ({exc})"
+    epochs = int(record.get("epochs_completed") or 0)
+    for target in record.get("metrics") or {}:
+        seen = sorted(row["epoch"] for row in rows if row["target"] == target)
+        if seen != list(range(1, epochs + 1)):
+            return f"{path} holds epochs {_span(seen)} of target {target}, not 1-{epochs}"
+    impossible = [row for row in rows if not _possible(row)]
+    if impossible:
+        return f"{path} holds impossible values at epoch {impossible[0]['epoch']} of target {impossible[0]['target']}"
+    if summarize(rows) != record.get("metrics"):
+        return f"{path} does not give the metrics of {out_dir / RESULT_FILE}"
+    return None
+
+
+def _history_row(row: dict[str, str]) -> dict[str, Any]:
+    """A history.csv row with its numbers parsed (an empty val_acc: None)."""
+    parsed: dict[str, Any] = {"epoch": int(row["epoch"]), "target": row["target"]}
+    for column in HISTORY_COLUMNS[2:]:
+        parsed[column] = float(row[column]) if row[column] not in ("", None) else None
+    return parsed
+
+
+def _possible(row: dict[str, Any]) -> bool:
+    accuracies = [row[column] for column in ("train_acc", "val_acc", "test_acc") if row[column] is not None]
+    loss = row["train_loss"]
+    return all(0.0 <= value <= 1.0 for value in accuracies) and row["test_acc"] is not None and (
+        loss is None or math.isfinite(loss)
+    )
+
+
+def _span(epochs: list[int]) -> str:
+    return f"{epochs[0]}-{epochs[-1]} ({len(epochs)} rows)" if epochs else "none"
 
 
 class RunRecord:

@@ -7,7 +7,10 @@ how a run copes with it:
 
 - another process training it: the cell's claim (:mod:`spacing.claim`) says so, and the run
   stops before touching anything;
-- a completed record of the same config: the run is skipped;
+- a completed record of the same config: the run is skipped, unless its history.csv does not
+  agree with it (missing, truncated, rows dropped, impossible values): then it trains again;
+- a result.json that is not a readable record (empty, truncated, not a record): said, and the
+  run trains again (from its checkpoint where one is readable);
 - a record or checkpoint of a different config: refused before anything is written;
 - temp files of writes killed midway: removed once the claim is held;
 - an unreadable latest checkpoint: the run resumes from the one before it
@@ -41,7 +44,7 @@ from spacing.contract import (
 from spacing.errors import DiskFull, UserError
 from spacing.loggers import LoggerList, build_loggers
 from spacing.loop import Trainer
-from spacing.record import RunRecord, read_result
+from spacing.record import RunRecord, history_problem, read_record, read_result
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,17 @@ def inspect_cell(out_dir: Path, config_dict: dict[str, Any]) -> tuple[dict[str, 
     """What a claimed cell dir holds for a run of `config_dict`: its completed record (or None) and the checkpoints a
     resume would continue; a record or checkpoint of another config is refused (ConfigError). Writes nothing."""
     resume = (config_dict.get("trainer") or {}).get("resume", True)
-    previous = read_result(out_dir)
+    previous, damaged = read_record(out_dir)
+    if damaged is not None:
+        log.warning("%s; the run trains again, from its checkpoint where one is readable", damaged)
     completed = previous if previous is not None and previous.get("status") == COMPLETED else None
+    refuse_other_config(out_dir, config_dict, completed, Resumable())
+    disagreeing = history_problem(out_dir, completed) if completed is not None else None
+    if disagreeing is not None:
+        log.warning("%s; the completed run trains again to write its record and history anew", disagreeing)
+        completed = None
     resumable = read_checkpoints(out_dir) if resume and completed is None else Resumable()
-    refuse_other_config(out_dir, config_dict, completed, resumable)
+    refuse_other_config(out_dir, config_dict, None, resumable)
     return completed, resumable
 
 

@@ -22,8 +22,9 @@ from omegaconf import OmegaConf
 
 from spacing.cli import COMPOSE_ERRORS, check_launcher, probe_writable, train
 from spacing.compose import compose_master, explain, hydra_session, is_grid, shown
+from spacing.contract import COMPLETED
 from spacing.errors import UserError
-from spacing.plan import counted
+from spacing.plan import counted, make_plan
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
 from spacing.task_cells import SLURM_LAUNCHER
@@ -43,6 +44,11 @@ def submit(args: argparse.Namespace) -> int:
             raise UserError("spacing submit needs the SLURM launcher: add hydra/launcher=slurm (or a cluster=NAME profile).")
         check_launcher(master)
         sweep_dir = Path(str(master.hydra.sweep.dir))
+        finished = make_plan(session, master)
+        if finished.cells and not finished.invalid and all(cell.state == COMPLETED for cell in finished.cells):
+            print(f"nothing to do: every cell of sweep {shown(sweep_dir)} is completed ({counted(len(finished.cells), 'cell')}); "
+                  f"nothing was submitted. Its analysis: python -m analysis {shown(sweep_dir)}")
+            return 0
         probe_writable(sweep_dir, "hydra.sweep.dir")
         callbacks = Callbacks(master)
         callbacks.on_multirun_start(config=master, config_name=master.hydra.job.config_name)

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "replay": "spacing.bench.replay",
     "gpu": "spacing.bench.gpu",
     "fused": "spacing.bench.fused",
+    "threads": "spacing.bench.threads",
 }
 
 

@@ -53,7 +53,12 @@ def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert thread_count(None, 32) == 1
     assert thread_count(None, -1) == 1  # joblib's -1: one worker per CPU
     assert thread_count(None, -2) == 1  # 15 workers on 16 CPUs
-    assert thread_count(None, None) is None  # torch's default in the launching process
+    monkeypatch.setattr("spacing.cli.free_cpus", lambda: 5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert thread_count(None, None) == 5  # outside a launcher: the CPUs free when the run starts
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_count(None, None) is None  # torch's default, which follows $OMP_NUM_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
     assert thread_count(None, None) == 6
 
@@ -76,6 +81,8 @@ def test_optuna_tunes_the_learning_rate_on_what_each_run_returns(tmp_path: Path)
     assert best["best_value"] == max(trials.values())
     assert trials[best["best_params"]["trainer.lr"]] == best["best_value"]
     assert all(read_record(cell)["method"] == "ema" and read_record(cell)["interval"] == 0 for cell in cells(sweep))
+    # each trial's dir names the value it tried (the learning rate, as %g)
+    assert {cell.name.split("-")[3] for cell in cells(sweep)} == {f"lr{lr:g}" for lr in trials}
 
 
 @needs_optuna

@@ -178,8 +178,9 @@ def test_checkpoint_of_another_config_is_not_resumed(make_config, tmp_path: Path
 def test_default_run_finishes_offline_on_cpu(tmp_path: Path) -> None:
     proc = run_cli(cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    records = list(tmp_path.glob("outputs/*/*/result.json"))
+    records = list(tmp_path.glob("outputs/*/result.json"))
     assert len(records) == 1
+    assert records[0].parent.name.startswith("baseline-i0-seed0-")  # the dir follows from the config
     record = json.loads(records[0].read_text())
     assert record["status"] == "completed"
     assert (record["dataset"], record["model"], record["method"]) == ("digits", "small_cnn", "baseline")
