@@ -74,12 +74,13 @@ class GridSweeperConf(BasicSweeperConf):
     """hydra/sweeper=spacing: Hydra's basic sweeper's settings, plus ``controls`` and ``fuse``.
 
     Registered in Hydra's ConfigStore as ``hydra/sweeper=spacing_grid`` by the sweeper's plugin module, as
-    Hydra's plugins register theirs; typed, so ``hydra.sweeper.controls=maybe`` is refused.
+    Hydra's plugins register theirs. ``controls`` and ``fuse`` are untyped here: a bool node would take
+    ``7`` as true, where :func:`spacing.preflight.check_sweep_options` refuses anything but true or false.
     """
 
     _target_: str = GRID_SWEEPER
-    controls: bool = False
-    fuse: bool = False
+    controls: Any = False
+    fuse: Any = False
 
 
 Compose = Callable[[Sequence[str]], DictConfig]
