@@ -1,7 +1,7 @@
 """``python -m analysis``: the full report, one catalogue figure, the catalogue, or the benchmark.
 
-Errors a user can cause end in one sentence that names the fix and exit status 1 (2 for a
-malformed command line, as argparse does); no traceback.
+Errors a user can cause end in one sentence that names the fix and exit status 2, as argparse's
+for a malformed command line and ``python run.py``'s for bad input; no traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.labels import METRICS
+from spacing.errors import EXIT_USER_ERROR
 
 USAGE = """\
 python -m analysis SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--metric final|best_val|best_test] [--target NAME] [--cell SPEC]
@@ -62,7 +63,7 @@ def _figure(argv: list[str]) -> int:
     parser = _parser("python -m analysis figure", "Draw one figure or table of the catalogue (see --list).", True)
     args = parser.parse_args(argv)
     if not args.dirs:
-        parser.error("give NAME and at least one SWEEP_DIR, e.g. figure fig_ema_heatmap multirun/2025-01-31/12-00-00")
+        parser.error("give NAME and at least one SWEEP_DIR, e.g. figure fig_ema_heatmap multirun/ema_grid")
     item = catalogue.entry(args.name)
     analysis = report.load(args.dirs, args.metric, args.target)
     paths, warnings = catalogue.draw_entry(item, analysis, args.out or args.dirs[0] / "analysis", _cells(args.cell))
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return _report(argv)
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 Wired in ``conf/config.yaml`` as ``hydra.callbacks.analyze._target_: analysis.callback.AnalyzeSweep``,
 so ``python run.py -m +sweep=demo`` ends with its figures, tables and summary.md in
-``<sweep dir>/analysis/``, their paths, and a verdict per method printed last. The sweep has finished by then: a failing analysis must not make it look
-failed, so nothing raises out of here; it prints a warning and the command to retry instead.
+``<sweep dir>/analysis/``, their paths, and a verdict per method printed last. A study (an optimising
+sweeper such as Optuna's, ``+tune=lr``) ends instead with its best trial and parameters
+(:mod:`analysis.study`): it varied no interval to judge. The sweep has finished by then: a failing
+analysis must not make it look failed, so nothing raises out of here; it prints a warning and the
+command to retry instead.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,15 @@ class AnalyzeSweep(Callback):
         """
         sweep_dir: Path | str = "the sweep directory"
         try:
+            from analysis import study
             from analysis.report import analyze
 
             sweep_dir = Path(str(config.hydra.sweep.dir))
+            results = study.read_results(sweep_dir)
+            if results is not None:
+                objective = OmegaConf.select(config, "objective.metric", default=None) or "objective"
+                print("\n".join(study.lines(sweep_dir, results, objective)))
+                return
             out = sweep_dir / "analysis"
             result = analyze([sweep_dir], out, self.metric, self.target)
         except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded; say so and how to retry

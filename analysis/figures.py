@@ -40,10 +40,12 @@ from matplotlib.transforms import Transform, offset_copy
 
 from analysis.gains import MASSED
 from analysis.labels import (
+    comparison_words,
     control_words,
     interval_label,
     line_label,
     method_words,
+    metric_short,
     metric_words,
     target_words,
 )
@@ -59,7 +61,7 @@ STYLE = {
 PANEL = ["dataset", "model"]
 #: Points that are not on the periodic line get their own marker on the categorical side axis.
 MARKERS = {"offline": "D", "random": "X", "control": "^", "massed": "s", "spaced": "o"}
-ROLE_WORDS = {"offline": "offline KD (s = inf)", "random": "random schedule", "massed": "massed (s = 0)"}
+ROLE_WORDS = {"offline": "offline KD (s = inf)", "random": "random schedule", "massed": "massed (s = 0); dashed: its level"}
 SIDE_WORDS = {"offline": "offline", "random": "random"}  # tick labels of the narrow side axis
 BAND_ALPHA = 0.18
 DODGE_PT = 2.5
@@ -76,8 +78,12 @@ def styled(build: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def save(fig: Figure, plotted: pd.DataFrame, stem: Path) -> list[Path]:
-    """Write ``stem``.png, .pdf and .csv (the plotted numbers); return the three paths."""
+def save(fig: Figure, plotted: pd.DataFrame, stem: Path, caption: str | None = None) -> list[Path]:
+    """Write ``stem``.png, .pdf and .csv (the plotted numbers); return the three paths.
+
+    The image carries a short title; the long ``caption`` (what the marks mean, how the numbers were
+    made) goes into the PDF's metadata (Subject) and, from the report, into summary.md.
+    """
     # Embedding TrueType fonts runs fontTools' subsetter, which logs every table at INFO: under a Hydra
     # multirun (INFO to the console) that would bury the verdicts in font-table chatter.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
@@ -85,9 +91,26 @@ def save(fig: Figure, plotted: pd.DataFrame, stem: Path) -> list[Path]:
     png, pdf, csv = (Path(f"{stem}.{ext}") for ext in ("png", "pdf", "csv"))
     with matplotlib.rc_context(STYLE):
         fig.savefig(png, dpi=300)
-        fig.savefig(pdf)
+        fig.savefig(pdf, metadata={"Title": fig.get_suptitle(), "Subject": caption or ""})
     plotted.to_csv(csv, index=False)
     return [png, pdf, csv]
+
+
+def caption(kind: str, metric: str) -> str:
+    """The long caption of a figure kind: what every mark means, for the paper, the PDF and summary.md."""
+    words = metric_words(metric)
+    if kind == "interval":
+        return (f"{words.capitalize()} vs spacing interval s (epochs, log scale; 0 = massed, square): mean ± sd over "
+                "n seeds (n in the legend, written at a point where it differs). The dashed line is massed's level; "
+                "hollow triangles are controls at their spaced cell's s; random and offline sit on the side axis.")
+    if kind == "gain":
+        return (f"Gain in points of {words}, spaced minus massed (circles) and spaced minus its control (hollow "
+                "triangles): mean with its 95 % CI (paired t over seeds; Welch where marked unpaired), the per-seed "
+                "differences as dots of the series' colour, the interval chosen on validation ringed.")
+    if kind == "heatmap":
+        return (f"Strength x spacing interval, {words}: mean over seeds (dashed: interval best on validation) and "
+                "gain over massed (* : 95 % CI excludes 0; box: the largest gain, where its CI excludes 0).")
+    return f"Test accuracy (%) vs epoch, mean ± sd over seeds: {kind}."
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -204,9 +227,7 @@ def interval_figure(points: pd.DataFrame, metric: str) -> tuple[Figure, pd.DataF
     fig = _new_figure(_width(len(panels)), 0.6 + 2.5 * math.ceil(len(panels) / 3) + 0.14 * len(colors))
     plotted = [_interval_panel(sub, key, panel, colors, usual_n)
                for sub, (key, panel) in zip(_panel_grid(fig, len(panels)), panels)]
-    exceptions = any(n != usual_n[label] for label, n in zip(points["label"], points["n"]))
-    _title(fig, f"{metric_words(metric).capitalize()} vs spacing interval: mean ± sd over n seeds "
-                f"(n in the legend{'; marked where it differs' if exceptions else ''}).")
+    _title(fig, f"Accuracy vs spacing interval ({metric_short(metric)})")
     _legend(fig, colors, sorted(set(points["role"]) - {"spaced"}), points, n_of=usual_n)
     return fig, pd.concat(plotted, ignore_index=True)
 
@@ -257,6 +278,10 @@ def _interval_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, c
             massed = periodic[periodic["role"] == "massed"]
             main.plot(massed["x"], massed["mean"], linestyle="none", marker=MARKERS["massed"], markersize=5,
                       color=color, transform=shift, gid=f"massed|{label}")
+            for ax in filter(None, (main, side)):  # massed's level across the panel: what each interval must beat
+                for level in massed["mean"]:
+                    ax.axhline(level, color=color, linestyle="--", linewidth=0.8, alpha=0.8, zorder=1,
+                               gid=f"massed_level|{label}")
         for row in placed[~placed["role"].isin(["massed", "spaced"])].itertuples():
             ax = main if row.axis == "interval" else side
             hollow = row.role == "control"
@@ -306,21 +331,47 @@ def gain_figure(table: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> tuple[
     ``table`` / ``pairs`` come from ``gains.gains``. Welch (unpaired) rows have no dots.
     """
     table = _labelled(table)
+    table = table.assign(gain_series=[_series(label, c) for label, c in zip(table["label"], table["comparison"])])
     pairs = pairs.merge(table[[*_JOIN, "label", "role"]], on=_JOIN, how="inner")
     panels = list(table.groupby(PANEL, sort=True))
-    colors = _colors(list(table["label"].unique()))
-    fig = _new_figure(_width(len(panels)), 0.7 + 2.5 * math.ceil(len(panels) / 3) + 0.14 * (len(colors) + 3))
-    plotted = [_gain_panel(sub, key, panel, pairs, colors) for sub, (key, panel) in
+    colors = _series_colors(table)
+    fig = _new_figure(_width(len(panels)), 0.7 + 2.5 * math.ceil(len(panels) / 3) + 0.14 * (len(colors) + 2))
+    controls = bool(set(table["comparison"]) - {MASSED})
+    plotted = [_gain_panel(sub, key, panel, pairs, colors, controls) for sub, (key, panel) in
                zip(_panel_grid(fig, len(panels)), panels)]
-    _title(fig, f"Gain over massed (s = 0), points of {metric_words(metric)}: mean, 95 % CI (paired t; Welch where "
-                "marked), per-seed differences (dots).")
-    comparisons = sorted(set(table["comparison"]) - {MASSED})
-    extra = [Line2D([], [], color="0.35", marker="o", markersize=9, markerfacecolor="none", linestyle="none",
-                    label="best interval on validation")]
-    extra += [Line2D([], [], color="0.35", marker=MARKERS["control"], markerfacecolor="white", linestyle="none",
-                     label=f"gain over {control_words(c.split(':', 1)[1])}") for c in comparisons]
-    _legend(fig, colors, sorted(set(table["role"]) - {"spaced", "massed"}), table, extra)
+    _title(fig, f"Gain over massed{' and over the control' if controls else ''} ({metric_short(metric)})")
+    shown = table.sort_values(["label", "comparison"], key=lambda c: c.ne(MASSED) if c.name == "comparison" else c)
+    handles = [Line2D([], [], color=colors[series], linestyle="none", label=series,
+                      marker="o" if comparison == MASSED else MARKERS["control"],
+                      markerfacecolor=colors[series] if comparison == MASSED else "white")
+               for series, comparison in dict(zip(shown["gain_series"], shown["comparison"])).items()]
+    if table["best_on_val"].astype(bool).any():
+        handles.append(Line2D([], [], color="0.35", marker="o", markersize=9, markerfacecolor="none", linestyle="none",
+                              label="interval chosen on validation"))
+    else:
+        why = "no validation split" if table["val_mean"].isna().all() else "no interval could be chosen (see the verdict)"
+        handles.append(Line2D([], [], linestyle="none", label=f"{why}: none ringed"))
+    roles = sorted(set(table["role"]) - {"spaced", "massed"})
+    role_handles = [Line2D([], [], color="0.35", marker=MARKERS.get(role, "X"), linestyle="none",
+                           label=ROLE_WORDS.get(role, f"{role} schedule")) for role in roles]
+    columns = 1 if fig.get_figwidth() <= ONE_COLUMN_IN else 2
+    fig.legend(handles=handles + role_handles, loc="outside lower center", ncols=columns, frameon=False)
     return fig, pd.concat(plotted, ignore_index=True)
+
+
+def _series_colors(table: pd.DataFrame) -> dict[str, Any]:
+    """Each gain series its own colour, its seed dots too: over massed in its line's colour (as in the
+    interval figure), over a control in a colour after all the lines'."""
+    labels = sorted(table["label"].unique())
+    controls = sorted(set(table.loc[table["comparison"] != MASSED, "gain_series"]))
+    cmap = colormaps["tab10" if len(labels) + len(controls) <= 10 else "tab20"]
+    colors = {_series(label, MASSED): color for label, color in _colors(labels).items()}
+    return colors | {series: cmap((len(labels) + i) % cmap.N) for i, series in enumerate(controls)}
+
+
+def _series(label: str, comparison: str) -> str:
+    """A gain series' name: 'EMA, decay 0.7: over massed', 'EMA, decay 0.7: over its matched-horizon control'."""
+    return f"{label}: over {comparison_words(comparison)}"
 
 
 _JOIN = ["method", "schedule", "interval", "strength_name", "strength", "dataset", "model", "target", "series",
@@ -328,14 +379,14 @@ _JOIN = ["method", "schedule", "interval", "strength_name", "strength", "dataset
 
 
 def _gain_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, pairs: pd.DataFrame,
-                colors: dict[str, Any]) -> pd.DataFrame:
+                colors: dict[str, Any], controls: bool) -> pd.DataFrame:
     extras = _extras(panel["role"].tolist())
     main, side = _panel_axes(sub, extras)
     sub.suptitle(f"{key[0]} / {key[1]}")
     slots = sorted(set(zip(panel["label"], panel["comparison"])), key=lambda s: (s[0], s[1] != MASSED, s[1]))
     rows, lows, highs = [], [0.0], [0.0]
     for slot, (label, comparison) in enumerate(slots):
-        color = colors[label]
+        color = colors[_series(label, comparison)]
         part = panel[(panel["label"] == label) & (panel["comparison"] == comparison)]
         placed = part.assign(**dict(zip(("axis", "x"), zip(*[_x_of(r, extras) for r in part.itertuples()]))))
         marker_of = MARKERS["control"] if comparison != MASSED else None
@@ -370,7 +421,7 @@ def _gain_panel(sub: SubFigure, key: tuple[str, str], panel: pd.DataFrame, pairs
         ax.axhline(0.0, color="0.3", linewidth=0.8, linestyle="--", zorder=0)
     _interval_axis(main, panel.loc[panel["role"] == "spaced", "interval"].tolist(), with_massed=False)
     _y_limits(main, lows, highs, (-100.0, 100.0))
-    main.set_ylabel("gain over massed (points)")
+    main.set_ylabel("gain (points)" if controls else "gain over massed (points)")
     columns = ["kind", *_JOIN, "label", "axis", "x", "mean", "low", "high", "bar_low", "bar_high", "n", "n_reference",
                "paired", "best_on_val", "best_on_test", "seed", "diff"]
     return pd.concat(rows, ignore_index=True).reindex(columns=columns).assign(panel=f"{key[0]} / {key[1]}")
@@ -405,9 +456,8 @@ def heatmap_figure(points: pd.DataFrame, table: pd.DataFrame, metric: str) -> tu
     fig = _new_figure(TWO_COLUMNS_IN, 0.5 + 2.3 * len(families))
     axes = fig.subplots(len(families), 2, squeeze=False)
     usual_n = _modal_n(pd.concat([family["n"] for _, family in families]))
-    _title(fig, f"Strength x spacing interval, {metric_words(metric)}: mean over seeds (n = {usual_n} unless marked; "
-                "dashed: best interval on validation) and gain over massed (* : 95 % CI excludes 0; "
-                "box: largest gain, where its CI excludes 0).")
+    _title(fig, f"Strength x spacing interval: mean accuracy and gain over massed ({metric_short(metric)}; "
+                f"n = {usual_n} unless marked)")
     plotted = []
     for (mean_ax, gain_ax), (key, family) in zip(axes, families):
         cells = _heatmap_cells(family, table, key)

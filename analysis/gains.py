@@ -26,18 +26,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis import cost
+from analysis import cost, measurable
 from analysis.labels import METRICS, cell_words, comparison_words, line_label
+from analysis.measurable import Evidence
 from analysis.tidy import CONTROL, POINT, usable
+from spacing.contract import METRIC_KEYS
 
 CONFIDENCE = 0.95
+POWER = 0.80
+"""The power ``detectable`` is stated at: a true gain that large has its 95 % interval exclude 0 in 4 sweeps of 5."""
+TARGET_HALF_WIDTH = 1.0
+"""The 95 % interval half-width, in points, that ``seeds_needed`` plans for: enough to tell a 1-point gain from none."""
 MASSED = "massed"
 CONTROL_PREFIX = "control:"
 FAMILY = ["method", "strength_name", "strength", "dataset", "model", "target", "series"]
 GAIN_COLUMNS = [
     *POINT, "comparison", "metric", "mean", "sd", "low", "high", "n", "n_reference", "paired", "test", "seeds",
     "spaced_mean", "reference_mean", "val_mean", "best_on_val", "best_on_test",
-    "cell_hours", "reference_hours", "cost_hours", "cost", "hardware", "mixed_hardware",
+    "cell_hours", "reference_hours", "cost_hours", "cost", "hardware", "mixed_hardware", "unmeasured",
+    "detectable", "seeds_needed",
 ]
 PAIR_COLUMNS = [*POINT, "comparison", "seed", "diff"]
 Hardware = tuple[Any, Any, Any]  # (device kind, device count, threads); None where the record does not say
@@ -87,15 +94,42 @@ def difference(spaced: dict[int, float], reference: dict[int, float], confidence
                       "Welch t" if len(a) >= 2 and len(b) >= 2 else "none", (), {})
 
 
+def detectable_gain(sd: float, n: int, confidence: float = CONFIDENCE, power: float = POWER) -> float:
+    """The smallest true gain a paired comparison of `n` seeds with per-seed sd `sd` detects at `power`.
+
+    A paired t test at level 1 - `confidence` (two-sided) on n - 1 degrees of freedom detects a
+    true mean difference d with probability `power` when d >= (t_{1-a/2} + t_{power}) sd / sqrt(n)
+    (the usual planning approximation, the noncentral t replaced by a shifted central one).
+    NaN without a paired sd (fewer than two paired seeds).
+    """
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    quantiles = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) + stats.t.ppf(power, n - 1)
+    return float(quantiles * sd / math.sqrt(n))
+
+
+def seeds_needed(sd: float, half_width: float = TARGET_HALF_WIDTH, confidence: float = CONFIDENCE) -> float:
+    """The fewest paired seeds n >= 2 whose 95 % interval t_{1-a/2, n-1} sd / sqrt(n) is at most `half_width`
+    wide on each side, at the observed per-seed sd; NaN without one."""
+    if not math.isfinite(sd):
+        return math.nan
+    n = 2
+    while stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n) > half_width:
+        n += 1
+    return float(n)
+
+
 @dataclass
 class Cell:
-    """One point's usable values by seed (metric and validation, in %), hardware by seed, and its cost."""
+    """One point's usable values by seed (metric and validation, in %), hardware by seed, its cost, and
+    what its runs say about whether it measured its interval (analysis.measurable)."""
 
     point: dict[str, Any]
     values: dict[int, float] = field(default_factory=dict)
     vals: dict[int, float] = field(default_factory=dict)
     hardware: dict[int, Hardware] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
 
 
 def cells(frame: pd.DataFrame, metric: str) -> dict[tuple[Any, ...], Cell]:
@@ -105,23 +139,45 @@ def cells(frame: pd.DataFrame, metric: str) -> dict[tuple[Any, ...], Cell]:
     the slowest step of a 10,000-record load.
     """
     key, val_key = METRICS[metric].key, METRICS[metric].val_key
-    columns = [*POINT, "seed", key, val_key, "device_kind", "device_count", "threads", "hours"]
+    columns = [*POINT, "seed", key, val_key, "device_kind", "device_count", "threads", "hours", "epochs",
+               "initial_weight", "path", *METRIC_KEYS]
     found: dict[tuple[Any, ...], Cell] = {}
     units = frame["device_kind"].map(cost.unit).tolist()
     ok = usable(frame, metric).tolist()
-    for row, good, unit in zip(frame[columns].itertuples(index=False, name=None), ok, units):
+    # reindex: a frame built by hand may lack the columns that only the evidence reads
+    for row, good, unit in zip(frame.reindex(columns=columns).itertuples(index=False, name=None), ok, units):
         point_key = tuple(_clean(v) for v in row[:len(POINT)])
-        seed, value, val, kind, count, threads, hours = row[len(POINT):]
+        seed, value, val, kind, count, threads, hours, epochs, share, path = row[len(POINT):len(POINT) + 10]
         cell = found.get(point_key)
         if cell is None:
             cell = found[point_key] = Cell(dict(zip(POINT, point_key)))
         cell.cost[unit] = cell.cost.get(unit, 0.0) + hours
         if good:
-            cell.values[int(seed)] = 100.0 * value
+            seed = int(seed)
+            cell.values[seed] = 100.0 * value
             if not pd.isna(val):
-                cell.vals[int(seed)] = 100.0 * val
-            cell.hardware[int(seed)] = (_clean(kind), _clean(count), _clean(threads))
-    return {point_key: cell for point_key, cell in found.items() if cell.values}
+                cell.vals[seed] = 100.0 * val
+            cell.hardware[seed] = (_clean(kind), _clean(count), _clean(threads))
+            evidence = cell.evidence
+            evidence.shares[seed] = share
+            evidence.signatures[seed] = measurable.signature(row[len(POINT) + 10:])
+            evidence.paths[seed] = path
+            evidence.beyond |= measurable.beyond_run(cell.point["schedule"], cell.point["interval"], _clean(epochs))
+    kept = {point_key: cell for point_key, cell in found.items() if cell.values}
+    _mark_identical(kept)
+    return kept
+
+
+def _mark_identical(found: dict[tuple[Any, ...], Cell]) -> None:
+    """Per family, mark the periodic cells whose runs repeat those of a smaller interval."""
+    families: dict[tuple[Any, ...], list[tuple[float, Evidence]]] = {}
+    for cell in found.values():
+        point = cell.point
+        if point["control_kind"] is None and point["schedule"] == "periodic":
+            family = tuple(point[k] for k in FAMILY)
+            families.setdefault(family, []).append((point["interval"], cell.evidence))
+    for family in families.values():
+        measurable.mark_identical(family)
 
 
 def _clean(value: Any) -> Any:
@@ -184,6 +240,10 @@ def _row(spaced: Cell, reference: Cell, comparison: str, diff: Difference, metri
         "cell_hours": cell_hours, "reference_hours": reference_hours, "cost_hours": cell_hours + reference_hours,
         "cost": cost.text(cost.add([spaced.cost, reference.cost])),
         "hardware": "; ".join(sorted(hardware_text(h) for h in used)), "mixed_hardware": _mixed(used),
+        "unmeasured": "; ".join(filter(None, (measurable.describe(cell.point, cell.evidence)
+                                              for cell in (reference, spaced)))),
+        "detectable": detectable_gain(diff.sd, diff.n) if diff.paired else math.nan,
+        "seeds_needed": seeds_needed(diff.sd) if diff.paired else math.nan,
     }
 
 
@@ -205,10 +265,11 @@ def _select(table: pd.DataFrame) -> None:
     """Flag, per family, the periodic spaced interval best on validation and the one best on test.
 
     Only gains over massed of periodic cells with 0 < s < inf compete (random and offline are
-    other questions); ties go to the smaller interval. No validation values: nothing is best on val.
+    other questions), and only where both cells measured what their interval claims (no
+    ``unmeasured`` reason); ties go to the smaller interval. No validation values: nothing is best on val.
     """
     candidates = table[(table["comparison"] == MASSED) & (table["schedule"] == "periodic")
-                       & (table["interval"] > 0) & np.isfinite(table["interval"])]
+                       & (table["interval"] > 0) & np.isfinite(table["interval"]) & table["unmeasured"].eq("")]
     for _, family in candidates.groupby(FAMILY, dropna=False, sort=False):
         ordered = family.sort_values("interval")
         if ordered["val_mean"].notna().any():

@@ -12,7 +12,9 @@ A sweep directory can hold records that must not enter a mean as they are:
   then the first path) and the other is listed as a ``duplicate`` naming the kept one and why;
 - a record with an impossible value (an accuracy outside 0..1 or not a number, ``completed`` with
   fewer epochs than configured, no metrics for its main target or no main target named: a record
-  written before result.json named it) is listed as ``impossible`` with the reason.
+  written before result.json named it), or a completed one whose history.csv lacks epochs of it
+  (truncated, rows dropped) or holds impossible values (a test_acc of 1.7), is listed as
+  ``impossible`` with the reason.
 
 Listed records stay in the tidy table (with ``problem`` and ``problem_detail`` set) and in the cost,
 and are left out of every mean, gain and figure.
@@ -23,10 +25,12 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from analysis.tidy import CELL
-from spacing.contract import ACCURACY_METRICS, COMPLETED, DIVERGED, FAILED, RUNNING
+from spacing.contract import ACCURACY_METRICS, COMPLETED, DIVERGED, FAILED, HISTORY_FILE, RUNNING
+from spacing.record import history_problem
 
 STATUS_ORDER = (COMPLETED, RUNNING, DIVERGED, FAILED)
 """Which of two records of one run is kept: the first status in this order."""
@@ -109,7 +113,16 @@ def impossible(record: dict[str, Any]) -> str | None:
         return "completed without a main_target (written before result.json named it); run it again"
     if record["main_target"] not in metrics:
         return f"completed without metrics for its main target '{record['main_target']}'"
-    return None
+    return _history_disagrees(record)
+
+
+def _history_disagrees(record: dict[str, Any]) -> str | None:
+    """Why the completed record's history.csv (where one was written) does not agree with it: truncated,
+    rows dropped, impossible values (:func:`spacing.record.history_problem`, its rows alone)."""
+    run_dir = Path(record["path"]) if record.get("path") else None
+    if run_dir is None or not (run_dir / HISTORY_FILE).exists():
+        return None
+    return history_problem(run_dir, record, derives_metrics=False)
 
 
 def _configured_epochs(record: dict[str, Any]) -> int | None:

@@ -41,6 +41,14 @@ STRENGTH_WORDS = {"cutout_size": "cutout size"}
 COMPARISON_WORDS = {"massed": "massed"}
 
 
+METRIC_SHORT = {"final": "final epoch", "best_val": "best-validation epoch", "best_test": "best epoch on test, optimistic"}
+
+
+def metric_short(metric: str) -> str:
+    """What a figure's short title says of the metric: 'final epoch'."""
+    return METRIC_SHORT[metric]
+
+
 def metric_words(metric: str) -> str:
     """The axis label and caption phrase of a metric, e.g. 'test accuracy (%) at the final epoch'."""
     return METRICS[metric].words
@@ -101,8 +109,19 @@ def control_words(kind: str) -> str:
     return f"{kind.replace('_', '-')} control"
 
 
+#: What a control run matches besides the spacing (spacing.config's ``matched_control`` of each
+#: method): when spaced beats massed but not its control, this is where the gain comes from.
+CONTROL_MATCHES = {"matched_horizon": "the longer averaging horizon", "matched_rate": "the lower mean dropout rate"}
+
+
+def control_matches(kind: str) -> str:
+    """'the longer averaging horizon'; for an unknown kind, 'what its <kind> control matches'."""
+    return CONTROL_MATCHES.get(kind, f"what its {control_words(kind)} matches")
+
+
 def signed(value: float, digits: int = 2) -> str:
-    return f"{value:+.{digits}f}"
+    """'+0.82', '-1.23'; a value that rounds to zero is '+0.00', never '-0.00'."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
 
 
 def hours_text(hours: float) -> str:

@@ -69,10 +69,15 @@ class RecordSet:
 def load_records(roots: list[Path]) -> RecordSet:
     """Read every run record under ``roots``; raise AnalysisError if a root does not exist."""
     for root in roots:
+        if root.is_file():
+            raise AnalysisError(
+                f"'{root}' is a file, not a sweep directory; pass the directory that holds it "
+                f"(python -m analysis {root.parent}) or the directory Hydra printed for the multirun"
+            )
         if not root.is_dir():
             raise AnalysisError(
                 f"sweep directory '{root}' does not exist; pass the directory Hydra printed for the "
-                "multirun (e.g. multirun/2025-01-31/12-00-00) or a run's output directory"
+                "multirun (e.g. multirun/demo) or a run's output directory"
             )
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []

@@ -121,22 +121,33 @@ def draw(kind: str, analysis: Analysis, stem: Path, targets: tuple[str, ...] | N
     points, gain_table, pairs = analysis.frames_for(targets)
     if points.empty:
         return []
+    text = caption(kind, analysis.metric, cells)
     if kind == "interval":
-        return figures.save(*figures.interval_figure(points, analysis.metric), stem)
+        return figures.save(*figures.interval_figure(points, analysis.metric), stem, text)
     if kind == "gain":
-        return [] if gain_table.empty else figures.save(*figures.gain_figure(gain_table, pairs, analysis.metric), stem)
+        drawn = None if gain_table.empty else figures.gain_figure(gain_table, pairs, analysis.metric)
+        return [] if drawn is None else figures.save(*drawn, stem, text)
     if kind == "heatmap":
         drawn = figures.heatmap_figure(points, gain_table, analysis.metric)
-        return [] if drawn is None else figures.save(*drawn, stem)
+        return [] if drawn is None else figures.save(*drawn, stem, text)
     if kind == "history":
         curves = history_curves(analysis, cells if cells is not None else default_cells(points, gain_table))
-        which = "the cells given with --cell" if cells is not None else "massed and the interval chosen on validation"
-        title = f"Test accuracy (%) vs epoch, mean ± sd over seeds: {which}."
-        return [] if curves.empty else figures.save(*figures.history_figure(curves, title), stem)
+        title = "Test accuracy vs epoch" + ("" if cells is not None else ": massed and the chosen interval")
+        return [] if curves.empty else figures.save(*figures.history_figure(curves, title), stem, text)
     if kind == "table":
         table = tables.comparison(points, gain_table)
         return [] if table.empty else tables.write_tables(table, analysis.metric, stem)
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+
+
+def caption(kind: str, metric: str, cells: list[Spec] | None = None) -> str:
+    """The long caption of an output kind (the image itself carries a short title)."""
+    if kind == "history":
+        return figures.caption("the cells given with --cell" if cells is not None
+                               else "massed and the interval chosen on validation, and baselines", metric)
+    if kind == "table":
+        return tables.caption(metric)
+    return figures.caption(kind, metric)
 
 
 def default_cells(points: pd.DataFrame, gain_table: pd.DataFrame) -> list[Spec]:
@@ -241,8 +252,10 @@ def analyze(roots: list[Path], out: Path, metric: str = "final", target: str | N
         paths += draw(kind, analysis, out / REPORT_STEMS[kind], cells=cells)
     verdicts = summary.verdicts(analysis.gains, analysis.points)
     costs = cost.sweep_lines(analysis.runs)
+    drawn = {kind: out / f"{REPORT_STEMS[kind]}.png" for kind in KINDS if kind != "table"}
+    captions = [(path.name, caption(kind, metric, cells)) for kind, path in drawn.items() if path in paths]
     text = summary.markdown(roots, metric, verdicts, costs, analysis.warnings(),
-                            completeness.summary(analysis.incomplete, limit=len(analysis.incomplete)))
+                            completeness.summary(analysis.incomplete, limit=len(analysis.incomplete)), captions)
     (out / "summary.md").write_text(text)
     paths.append(out / "summary.md")
     return Report(analysis, paths, verdicts, costs)

@@ -28,7 +28,10 @@ RUN_KEYS = (
     "epochs", "epochs_completed", "steps", "wall_time_s", "images_per_s", "device_kind", "device_count", "threads",
     "cost_share", "error", "problem", "problem_detail",
 )
-TIDY_COLUMNS = (*RUN_KEYS, "hours", "target", "main", *METRIC_KEYS)
+TIDY_COLUMNS = (*RUN_KEYS, "hours", "target", "main", *METRIC_KEYS, "initial_weight")
+#: A target that averages weights records the share of its initial weights it still holds as the
+#: counter ``<target>_initial_weight`` (EMA: ``ema_initial_weight``); column ``initial_weight``.
+INITIAL_WEIGHT_COUNTER = "{target}_initial_weight"
 
 
 def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -38,19 +41,24 @@ def tidy_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     metrics for its main target (it evaluated nothing yet, or its record is broken) still gets a row
     for it with empty metrics, so the completeness report can list it; so does a run whose record
     names no main target (it failed before its method was built, or an older spacing wrote it), as
-    target None. ``hours``: the run's device-hours (a fused cell's share of its group's).
+    target None. ``hours``: the run's device-hours (a fused cell's share of its group's);
+    ``initial_weight``: the share of its initial weights the target still holds, where its method
+    records one (NaN elsewhere).
     """
     rows: list[tuple[Any, ...]] = []
     for record in records:
         run = (*(record.get(key) for key in RUN_KEYS), run_hours(record.get("wall_time_s"), record.get("device_count"), record.get("cost_share")))
         metrics = record.get("metrics") or {}
         main = record.get("main_target")
+        counters = record.get("counters")
+        counters = counters if isinstance(counters, dict) else {}
         for target in [*metrics, *([] if main in metrics else [main])]:
             values = metrics.get(target)
             values = values if isinstance(values, dict) else {}
-            rows.append((*run, target, target == main, *(_number(values.get(k)) for k in METRIC_KEYS)))
+            share = _number(counters.get(INITIAL_WEIGHT_COUNTER.format(target=target)))
+            rows.append((*run, target, target == main, *(_number(values.get(k)) for k in METRIC_KEYS), share))
     frame = pd.DataFrame.from_records(rows, columns=list(TIDY_COLUMNS))
-    for column in ("interval", "strength", "control_interval", "control_strength", "seed", *METRIC_KEYS):
+    for column in ("interval", "strength", "control_interval", "control_strength", "seed", *METRIC_KEYS, "initial_weight"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["series"] = frame["series"].fillna("")
     return frame

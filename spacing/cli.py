@@ -4,7 +4,7 @@
     python run.py -m [OVERRIDES]              # a multirun (grid checked first; see spacing.plan)
     spacing plan [OVERRIDES]                  # every cell of the grid, checked, with its state
     spacing submit [OVERRIDES]                # submit the grid as a SLURM array and return
-    spacing status SWEEP_DIR                  # per-cell state (and the array's), analysis when done
+    spacing status SWEEP_DIR [--watch]        # per-cell state (and the array's), analysis when done
 
 Exit codes (spacing.errors): 0 done; 1 a bug (its traceback is printed); 2 bad input the user can
 fix (one sentence, nothing trained: an override, a value, an output dir that cannot be written,
@@ -75,7 +75,7 @@ USAGE = """\
 usage: spacing run [OVERRIDES ...]        one run, or a multirun with -m (same as python run.py)
        spacing plan [OVERRIDES ...]       every cell of a grid, checked, with its dir and state
        spacing submit [OVERRIDES ...]     submit a grid as one SLURM job array and return
-       spacing status SWEEP_DIR           each cell's state, the array's, and the analysis when done
+       spacing status SWEEP_DIR [--watch] each cell's state, the array's, and the analysis when done
 Overrides are Hydra's (python run.py --help lists the config groups)."""
 
 
@@ -313,7 +313,7 @@ def train(cfg: DictConfig) -> Outcome:
         else:
             log.error("failed: %s (%s)", message, out_dir)
         return _failed(settings, message, FAILED)
-    _report(record, out_dir)
+    _report(record, out_dir, single)
     if record["status"] != COMPLETED:
         if single:
             print(f"error: {record['error']}", file=sys.stderr)
@@ -352,7 +352,7 @@ def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
             log.error("failed: %s (the fused group of %s)", message, shown(dirs[0]))
         return _stopped_group(dirs, FAILED)
     for record, cell_dir in zip(records, dirs, strict=True):
-        _report(record, cell_dir)
+        _report(record, cell_dir, single=False)
     statuses = {cell_dir.name: str(record["status"]) for record, cell_dir in zip(records, dirs, strict=True)}
     overall = COMPLETED if all(status == COMPLETED for status in statuses.values()) else FAILED
     return Outcome(math.nan, overall, statuses)
@@ -364,9 +364,14 @@ def _stopped_group(dirs: list[Path], status: str) -> Outcome:
     return Outcome(math.nan, status, statuses)
 
 
-def _report(record: dict[str, Any], out_dir: Path) -> None:
+def _report(record: dict[str, Any], out_dir: Path, single: bool) -> None:
+    """The run's final line: printed after a single run; in a sweep, logged (its run.log), the sweep's view counts it."""
     summary = ", ".join(f"{target} {m['test_acc']:.4f}" for target, m in record["metrics"].items())
-    print(f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}")
+    line = f"{record['status']}: test accuracy {summary or 'n/a'} -> {out_dir}"
+    if single:
+        print(line)
+    else:
+        log.info("%s", line)
 
 
 def _user_message(exc: BaseException, out_dir: Path) -> str | None:

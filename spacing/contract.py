@@ -41,6 +41,10 @@ METRIC_KEYS = (*ACCURACY_METRICS, "best_val_epoch", "best_test_epoch")
 """Every key of ``metrics.<target>`` in result.json (see :func:`spacing.record.summarize`)."""
 VALIDATION_METRICS = ("val_acc", "best_val_acc")
 """The metrics measured on the validation split: what model selection and a sweeper's objective may read."""
+INITIAL_WEIGHT_LIMIT = 0.05
+"""A weight average (EMA's shadow; counter ``<target>_initial_weight``) still holding more than this share
+of its initial weights measures too few refreshes, not spacing: ``spacing plan`` predicts it, analysis
+names such cells and never chooses them (README, "The main job")."""
 
 FUSED_FIELDS = ("group", "cells", "cost_share")
 """result.json's ``fused``, an object with these keys for a cell trained in a fused group (null for a run

@@ -8,7 +8,8 @@ that differ only in their method's ``fusable_keys`` (:class:`spacing.config.Meth
 most epochs the leader and the others its followers (:meth:`spacing.loop.Trainer.follow`), and
 trains them in lock-step (:func:`spacing.loop.fit_together`): the shared targets once, each
 cell's own part (a shadow, a student) apart. On the CPU with one seed every cell's record equals
-its separate run's, up to the timing columns; each cell keeps its own dir, record and checkpoint.
+its separate run's, up to the timing columns; each cell keeps its own dir, record, checkpoint and
+``run.log`` (:func:`spacing.run_log.cell_logs`).
 
 Each cell inside a group means what :func:`spacing.runner.run` means for it alone: a completed
 cell is skipped, a cell of another config refused, a failure recorded in every cell that was
@@ -39,6 +40,7 @@ from spacing.loggers import LoggerList, build_loggers
 from spacing.loop import Trainer, fit_together
 from spacing.methods import METHODS
 from spacing.neutral import comparable
+from spacing.run_log import cell_logs
 from spacing.runner import claim_cell, inspect_cell, new_record, prepare_cell, record_failure, run
 
 log = logging.getLogger(__name__)
@@ -124,15 +126,16 @@ def _run_claimed(
     pending = [i for i, record in enumerate(records) if record is None]
     if pending:
         starts = common_start([inspected[i][1] for i in pending])
-        trained = _train(
-            [configs[i] for i in pending],
-            [dicts[i] for i in pending],
-            [out_dirs[i] for i in pending],
-            [held[i] for i in pending],
-            starts,
-            group_id(out_dirs),
-            sweep_dir,
-        )
+        with cell_logs([out_dirs[i] for i in pending]):
+            trained = _train(
+                [configs[i] for i in pending],
+                [dicts[i] for i in pending],
+                [out_dirs[i] for i in pending],
+                [held[i] for i in pending],
+                starts,
+                group_id(out_dirs),
+                sweep_dir,
+            )
         for i, record in zip(pending, trained):
             records[i] = record
     return [record for record in records if record is not None]

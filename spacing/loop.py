@@ -6,6 +6,10 @@ several in lock-step (a fused group, :mod:`spacing.fused`), so both share every 
 checkpoint's files are :class:`spacing.checkpoint.Checkpoints`' business. Inside an epoch the
 host reads from the device only every ``trainer.log_every`` steps (progress bar, NaN check,
 tracker step values); the epoch's sums are read once at its end.
+
+Each trainer's log lines name its cell (:class:`spacing.run_log.CellLogger`), so they land in that
+cell's ``run.log``: one line per epoch with every target's numbers. A fused group adds one line per
+epoch for the whole group, its shared targets once and a column per cell for each of the others.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from spacing.data import EvalSet
 from spacing.loggers import LoggerList
 from spacing.methods import StepStats, merge_stats
 from spacing.record import RunRecord
+from spacing.run_log import EPOCH_SUMMARY, CellLogger, in_sweep
 from spacing.seeding import restore_rng_state, rng_state
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,7 @@ class Trainer:
         self.sweep_dir = sweep_dir
         self.progress = Progress()
         self.diverged = False
+        self.log = CellLogger(log, record.out_dir)
         record.update(**parts.record_fields())
 
     @property
@@ -93,7 +99,7 @@ class Trainer:
         """Before the first epoch (of this process): start the trackers and save the record as running."""
         out_dir = self.record.out_dir
         self.loggers.start(self.record.data, out_dir, self.sweep_dir, self.record.history, self.data.train.steps_per_epoch)
-        log.info(
+        self.log.info(
             "training %s on %s (%s, %d steps/epoch) on %s -> %s",
             self.config.method.name,
             self.config.dataset.name,
@@ -134,7 +140,7 @@ class Trainer:
         self._add_seconds(seconds, sharing)
         self._update_record()
         self.record.save(DIVERGED, error=str(exc))
-        log.error("%s", exc)
+        self.log.error("%s: %s", self.record.out_dir.name, exc)
 
     def end_epoch(
         self,
@@ -153,7 +159,7 @@ class Trainer:
         rows = self._history_rows(epoch, stats, val, test, lr, seconds)
         self.record.add_epoch(rows)
         self.loggers.log_epoch(epoch, self.progress.step, rows, self.method.counters())
-        self._log_epoch(epoch, stats, val, test)
+        self._log_epoch(epoch, stats, val, test, summary=sharing == 1)
         self._update_record()
         self.checkpoints.save(self.state_dict(), epoch)
         self.record.save(RUNNING)
@@ -206,7 +212,7 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self.record.restore_history(state["history"])
         self._update_record()
-        log.info("resumed from %s at epoch %d", resumable.path, self.progress.epoch)
+        self.log.info("resumed from %s at epoch %d", resumable.path, self.progress.epoch)
 
     def _check_finite(self, totals: dict[str, StepStats], epoch: int) -> None:
         for target, stats in totals.items():
@@ -242,13 +248,15 @@ class Trainer:
             )
         return rows
 
-    def _log_epoch(self, epoch: int, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float]) -> None:
-        parts = []
-        for target in self.method.targets:
-            train = f"loss {stats[target].summary()[0]:.4f} " if target in stats else ""
-            val_part = f"val {val[target]:.4f} " if target in val else ""
-            parts.append(f"{target}: {train}{val_part}test {test[target]:.4f}")
-        log.info("epoch %d/%d | %s", epoch, self.method.epochs, " | ".join(parts))
+    def _log_epoch(
+        self, epoch: int, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float], summary: bool
+    ) -> None:
+        """The cell's line of the epoch, naming it; `summary`: it is also its job's line of the epoch (not fused)."""
+        parts = [_target_numbers(target, stats, val, test) for target in self.method.targets]
+        self.log.info(
+            "epoch %d/%d | %s | %s", epoch, self.method.epochs, self.record.out_dir.name, " | ".join(parts),
+            extra={EPOCH_SUMMARY: summary},
+        )
 
     def _add_seconds(self, seconds: float, sharing: int) -> None:
         self.progress.wall_seconds += seconds
@@ -301,7 +309,47 @@ def fit_together(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
                 trainer.end_epoch(stats[i], val[i] if val is not None else {}, test[i], lrs[i], seconds, len(active))
             else:
                 trainer.progress.epoch += 1  # a diverged leader, still training the shared targets
+        if len(active) > 1:
+            _log_group_epoch(active, stats, val, test)
     return [trainer.record.data for trainer in trainers]
+
+
+def _log_group_epoch(
+    trainers: Sequence[Trainer],
+    stats: list[dict[str, StepStats]],
+    val: list[dict[str, float]] | None,
+    test: list[dict[str, float]],
+) -> None:
+    """The fused group's line of the epoch just ended: the shared targets' numbers once (the leader's,
+    the first), then for each other target its test accuracy in every cell, named by what sets the
+    cells apart (:func:`cell_labels`)."""
+    leader = trainers[0]
+    shared = [t for t in leader.method.targets if any(t in trainer.method.shared_targets for trainer in trainers)]
+    parts = [_target_numbers(target, stats[0], val[0] if val is not None else {}, test[0]) for target in shared]
+    labels = cell_labels([trainer.record.out_dir.name for trainer in trainers])
+    own = dict.fromkeys(t for trainer in trainers for t in trainer.method.targets if t not in shared)
+    for target in own:
+        columns = [f"{label} {acc[target]:.4f}" for label, acc in zip(labels, test) if target in acc]
+        parts.append(f"{target} test: {', '.join(columns)}")
+    log.info(
+        "fused group of %d cells, epoch %d/%d | %s", len(trainers), leader.progress.epoch, leader.method.epochs,
+        " | ".join(parts), extra={EPOCH_SUMMARY: True},
+    )
+
+
+def cell_labels(names: Sequence[str]) -> list[str]:
+    """Short names of the cells of one group: the parts of their dir names (``ema-i0.5-control-seed1-<hash>``)
+    that not all of them share, without the hash; a name left with nothing is its hash."""
+    parts = [name.split("-") for name in names]
+    common = set.intersection(*(set(p[:-1]) for p in parts)) if parts else set()
+    return ["-".join(part for part in p[:-1] if part not in common) or p[-1] for p in parts]
+
+
+def _target_numbers(target: str, stats: dict[str, StepStats], val: dict[str, float], test: dict[str, float]) -> str:
+    """``<target>: loss L val V test T`` (the loss where the target trained this epoch, val where there is a split)."""
+    train = f"loss {stats[target].summary()[0]:.4f} " if target in stats else ""
+    val_part = f"val {val[target]:.4f} " if target in val else ""
+    return f"{target}: {train}{val_part}test {test[target]:.4f}"
 
 
 def train_epoch_together(trainers: Sequence[Trainer], epoch: int) -> list[dict[str, StepStats]]:
@@ -321,7 +369,7 @@ def train_epoch_together(trainers: Sequence[Trainer], epoch: int) -> list[dict[s
         total=leader.data.train.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{leader.method.epochs}",
         leave=False,
-        disable=None,
+        disable=True if in_sweep() else None,  # a sweep's terminal shows the sweep's view (spacing.sweep_view)
         dynamic_ncols=True,
     )
     with bar:

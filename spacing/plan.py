@@ -5,10 +5,19 @@
 same plan guards every launch: a multirun with an invalid cell submits nothing
 (:class:`spacing.sweep_callback.SweepCallback`). Composing and checking a cell is what the
 launcher does again later; no data, model or torch is touched here.
+
+A valid cell may still be unable to measure what its interval claims; the plan ends with a
+warning per such group of cells (:meth:`Plan.warnings`): an EMA shadow that will still hold more
+than ``INITIAL_WEIGHT_LIMIT`` of its initial weights (decay ** the refreshes its
+:class:`~spacing.schedule.Schedule` makes in the run), an interval at or beyond the run's length,
+and intervals whose periods round to the same number of steps. Steps per epoch are predicted from
+the data set's size where that is known without reading its files.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from spacing.compose import app_config, cell_dir, compose_cell, explain, grid_plan, is_grid, shown
-from spacing.config import to_config
+from spacing.config import Config, EmaConfig, to_config
+from spacing.contract import INITIAL_WEIGHT_LIMIT
 from spacing.errors import ConfigError
+from spacing.schedule import Schedule
 from spacing.sweep_state import cell_state
 from spacing.sweeper import Compose, Job, cached
 
@@ -107,6 +118,32 @@ class Plan:
             lines.append(f"  {cell.state or 'invalid':<10} {where}  {shown_values}".rstrip())
             if cfg is not None and cell.config is not None:
                 lines += ["    " + line for line in _config_yaml(cell.config, cfg).splitlines()]
+        return lines + [f"warning: {warning}" for warning in self.warnings()]
+
+    def warnings(self) -> list[str]:
+        """One sentence per group of valid cells (all seeds of a cell together) that cannot measure its interval."""
+        keys = [key for key in self.varying() if key != "seed"]
+        found: dict[str, list[str]] = {}
+        periods: dict[tuple[str, int], set[str]] = {}
+        for cell in self.valid:
+            if cell.config is None:
+                continue
+            config = to_config(app_config(cell.config))
+            label = " ".join(o for o in cell.overrides if o.partition("=")[0] in keys) or "every cell"
+            for reason in unmeasurable(config):
+                cells = found.setdefault(reason, [])
+                if label not in cells:
+                    cells.append(label)
+            period = spaced_period(config)
+            if period is not None:
+                rest = " ".join(o for o in cell.overrides if o.partition("=")[0] in keys and not o.startswith("method.interval="))
+                periods.setdefault((rest, period), set()).add(f"{config.method.interval:g}")
+        lines = [f"{'; '.join(cells)}: {reason}" for reason, cells in found.items()]
+        for (rest, period), intervals in periods.items():
+            if len(intervals) > 1:
+                where = f" with {rest}" if rest else ""
+                lines.append(f"method.interval={' and '.join(sorted(intervals, key=float))}{where} refresh every {period} "
+                             "steps alike: identical cells, not different intervals; space the intervals further apart.")
         return lines
 
     def _jobs_text(self) -> str:
@@ -146,6 +183,65 @@ def _plan_cell(compose: Compose, overrides: tuple[str, ...]) -> PlannedCell:
     except (HydraException, OmegaConfBaseException) as exc:
         return PlannedCell(overrides, error=explain(exc))
     return PlannedCell(overrides, where, cell_state(where), config=cell)
+
+
+SOURCE_TRAIN_IMAGES = {"digits": 1797 - round(0.2 * 1797), "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257,
+                       "tiny_imagenet": 100_000}
+"""Training images of each data set before the validation holdout, where known without reading its files
+(digits: 1,797 less its fixed 20 % test split); the synthetic set says its own (``dataset.train_size``)."""
+
+
+def steps_per_epoch(config: Config) -> int | None:
+    """The training steps of one epoch the run will make (None for a data set of unknown size).
+
+    Exact but for ``dataset.train_fraction`` < 1, whose stratified subset rounds per class (a few images).
+    """
+    dataset = config.dataset
+    source = getattr(dataset, "train_size", None) or SOURCE_TRAIN_IMAGES.get(dataset.name)
+    if source is None:
+        return None
+    train = source - round(dataset.val_fraction * source)
+    if dataset.train_fraction < 1.0:
+        train = round(dataset.train_fraction * train)
+    return math.ceil(train / config.trainer.batch_size)
+
+
+@functools.lru_cache(maxsize=None)
+def refreshes(interval: float, kind: str, steps: int, epochs: int, seed: int, random_max_gap: float) -> int:
+    """How many times the schedule refreshes the ensemble in a run of `epochs` epochs of `steps` steps."""
+    return len(Schedule(interval, kind, steps, seed, random_max_gap).refresh_steps(epochs * steps))
+
+
+def unmeasurable(config: Config) -> list[str]:
+    """Why a cell's config cannot measure its interval (predicted before it runs), as sentences; [] when it can."""
+    method, epochs = config.method, config.trainer.epochs
+    found = []
+    if method.control == "none" and method.schedule == "periodic" and 0 < method.interval < math.inf \
+            and method.interval >= epochs:
+        found.append(f"the interval is at or beyond the run's length (trainer.epochs={epochs}): the ensemble is "
+                     "refreshed at most once, at the very end; use intervals shorter than the run.")
+    steps = steps_per_epoch(config)
+    if isinstance(method, EmaConfig) and steps is not None:
+        schedule = Schedule(method.interval, method.schedule, steps, config.seed, method.random_max_gap)
+        shadow = method.matched_control(schedule) if method.control == "matched" else method
+        seed = config.seed if shadow.schedule == "random" else 0  # only random gaps depend on the seed
+        count = refreshes(shadow.interval, shadow.schedule, steps, epochs, seed, shadow.random_max_gap)
+        share = shadow.decay ** count
+        if share > INITIAL_WEIGHT_LIMIT:
+            found.append(f"the EMA shadow will still hold {100 * share:.0f} % of its initial weights after its "
+                         f"{count} refreshes (decay {shadow.decay:.4g} ** {count}; more than {100 * INITIAL_WEIGHT_LIMIT:g} %), "
+                         "so it measures too few refreshes, not spacing; train longer (trainer.epochs)"
+                         + (", lower method.decay or shorten method.interval." if method.interval > 0
+                            else " or lower method.decay."))
+    return found
+
+
+def spaced_period(config: Config) -> int | None:
+    """The period in steps of a periodic spaced cell (not a control), as its Schedule has it; None otherwise."""
+    method, steps = config.method, steps_per_epoch(config)
+    if steps is None or method.control != "none" or method.schedule != "periodic" or not 0 < method.interval < math.inf:
+        return None
+    return int(Schedule(method.interval, method.schedule, steps).period)
 
 
 def counted(n: int, what: str) -> str:

@@ -6,6 +6,10 @@ the state of each cell's array task is shown beside it, and a cell marked runnin
 ended is reported unfinished (the next launch resumes it). Once no cell is new, running or
 unfinished, the sweep's analysis is written to ``<sweep dir>/analysis/`` (again only when a
 record changed since).
+
+``--watch`` follows the sweep until no cell is left to train: the sweep's view
+(:mod:`spacing.sweep_view`: cells done, running, failed, time since the last launch, time left),
+read again every ``--every`` seconds; then the status and analysis as without it.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacing.compose import shown
-from spacing.errors import EXIT_USER_ERROR
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RESULT_FILE, RUNNING
+from spacing.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, cell_state, read_launches, read_marker, slurm_task
+from spacing.sweep_view import SweepView, Tally, tally_of
 
 ACTIVE = ("new", RUNNING, "unfinished")
 """States of a cell that is not finished: a sweep with none of these is finished."""
@@ -32,6 +38,8 @@ SUBMITIT_JOB = re.compile(r"^(\d+)(_\d+)?$")
 """A submitit job folder: ``.submitit/<array>_<index>`` for an array task, ``.submitit/<job>`` for a single job."""
 SLURM_TIMEOUT_S = 30
 ANALYSIS_DIR = "analysis"
+WATCH_EVERY_S = 10.0
+"""How often ``--watch`` reads the sweep again (and asks SLURM) by default."""
 
 
 @dataclass
@@ -56,6 +64,10 @@ class SweepStatus:
     @property
     def finished(self) -> bool:
         return bool(self.cells) and not any(cell.state in ACTIVE for cell in self.cells)
+
+    def tally(self) -> Tally:
+        """The cells counted by state, with the training they have done (for the sweep's view)."""
+        return tally_of((cell.dir, cell.state) for cell in self.cells)
 
     def lines(self) -> list[str]:
         counts = Counter(cell.state for cell in self.cells)
@@ -170,10 +182,32 @@ def analyse(sweep_dir: Path) -> list[str]:
     return [f"analysis of {shown(sweep_dir)}:", *result.lines()]
 
 
+def watch(sweep_dir: Path, every: float) -> SweepStatus:
+    """Show the sweep's view of `sweep_dir`, read again every `every` seconds, until no cell is left to train;
+    returns the last status."""
+    status = sweep_status(sweep_dir)
+    launches = read_launches(sweep_dir)
+    since = float(launches[-1]["unix_time"]) if launches and launches[-1].get("unix_time") else None
+    view = SweepView(lambda: status.tally(), always=(COMPLETED, FAILED), since=since, line_every_s=0)
+    try:  # the view reads `status`, which each round replaces
+        view.update()
+        while not status.finished:
+            time.sleep(every)
+            status = sweep_status(sweep_dir)
+            view.update()
+    finally:
+        view.stop()
+    return status
+
+
 def status_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spacing status", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="the sweep dir a launch printed (hydra.sweep.dir)")
     parser.add_argument("--no-analysis", action="store_true", help="do not analyse a finished sweep")
+    parser.add_argument("--watch", action="store_true",
+                        help="follow the sweep (cells done, running, failed, time left) until no cell is left to train")
+    parser.add_argument("--every", type=float, default=WATCH_EVERY_S, metavar="SECONDS",
+                        help=f"with --watch: read the sweep (and ask SLURM) again every SECONDS (default {WATCH_EVERY_S:g})")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory; give the sweep dir a launch printed.", file=sys.stderr)
@@ -181,7 +215,13 @@ def status_main(argv: list[str]) -> int:
     if not any(args.sweep_dir.glob(f"*/{CELL_FILE}")) and not (args.sweep_dir / LAUNCHES_DIR).is_dir():
         print(f"error: {args.sweep_dir} holds no sweep cells; give the sweep dir a launch printed.", file=sys.stderr)
         return EXIT_USER_ERROR
-    status = sweep_status(args.sweep_dir)
+    if args.every <= 0:
+        print(f"error: --every must be a number of seconds above 0; got {args.every:g}.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        status = watch(args.sweep_dir, args.every) if args.watch else sweep_status(args.sweep_dir)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     lines = status.lines()
     if status.finished and not args.no_analysis:
         lines += analyse(args.sweep_dir)

@@ -7,15 +7,17 @@ Hydra in the launching process at the start and end of the multirun and in each 
 around its job:
 
 - at the start, every cell of a grid is composed and checked (:mod:`spacing.plan`); one invalid
-  cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``;
+  cell and nothing is launched (exit code 2). The launch is recorded in ``<sweep dir>/.launches/``,
+  and the launching process shows the sweep's view (:mod:`spacing.sweep_view`: cells done, running,
+  failed, skipped, elapsed, time left) until the launch ends;
 - around each job, the cell's ``sweep_cell.json`` says which launch ran it, where, and how it
   ended; a fused group's job (``hydra.sweeper.fuse``) marks each of its cells, so cells are
   counted, never jobs; a cell in a worker process of the launching process
   (``hydra/launcher=local``) ends when the launching process ends;
-- at the end, the launching process reads those files back, so the counts are right whichever
-  process or machine ran a cell, and prints them; the command line then exits with code 4 when a
-  cell did not complete (:func:`launch_exit_code`), after the callbacks listed before this one
-  (the analysis) have run too.
+- at the end, the launching process takes the view off and reads those files back, so the counts
+  are right whichever process or machine ran a cell, and prints them; the command line then exits
+  with code 4 when a cell did not complete (:func:`launch_exit_code`), after the callbacks listed
+  before this one (the analysis) have run too.
 
 Hydra catches every Exception a callback raises and only warns; refusing a grid and the exit code
 are therefore ``SystemExit``, which it lets through.
@@ -33,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from spacing.atomic import atomic_write_text
 from spacing.claim import RUNNING_ELSEWHERE
@@ -42,6 +44,7 @@ from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
 from spacing.sweep_state import CELL_FILE, write_launch
+from spacing.sweep_view import SweepView, launch_tally
 from spacing.sweeper import group_cells, is_group
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,10 @@ class LaunchSummary:
 
     sweep_dir: Path
     cells: tuple[Cell, ...]
+    ALWAYS: ClassVar[tuple[str, ...]] = (COMPLETED, "skipped", FAILED)
+    """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
+    OTHERS: ClassVar[tuple[str, ...]] = (DIVERGED, LOST, "unfinished", RUNNING_ELSEWHERE)
+    """The order of the other outcomes in the counts (an outcome not named here comes last)."""
 
     def count(self, outcome: str) -> int:
         return sum(cell.outcome == outcome for cell in self.cells)
@@ -97,8 +104,10 @@ class LaunchSummary:
         return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, "skipped", RUNNING_ELSEWHERE))
 
     def lines(self) -> list[str]:
-        counts = [f"{self.count(o)} {o}" for o in (COMPLETED, "skipped", FAILED)]
-        counts += [f"{self.count(o)} {o}" for o in (DIVERGED, LOST, "unfinished", RUNNING_ELSEWHERE) if self.count(o)]
+        counts = [f"{self.count(o)} {o}" for o in self.ALWAYS]
+        others = sorted({cell.outcome for cell in self.cells} - set(self.ALWAYS),
+                        key=lambda o: (self.OTHERS.index(o) if o in self.OTHERS else len(self.OTHERS), o))
+        counts += [f"{self.count(o)} {o}" for o in others]
         lines = [f"sweep {self.sweep_dir}: {len(self.cells)} cells, {', '.join(counts)}"]
         if self.not_completed:
             lines.append(
@@ -136,8 +145,15 @@ class SweepCallback:
         self._records_before: dict[str, dict[str, Any] | None] = {}
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        global _view
         self.begin_launch()
         self.check_grid(config)
+        if self.plan.cells:  # a grid (an optimising sweeper picks its cells as it runs: no view)
+            dirs = list(dict.fromkeys(cell.dir for cell in self.plan.cells if cell.dir is not None))
+            launch = self.launch
+            assert launch is not None
+            _view = SweepView(lambda: launch_tally(dirs, launch), always=LaunchSummary.ALWAYS)
+            _view.start()
 
     def begin_launch(self) -> None:
         """Name this launch and its process; set before the launcher pickles this object into the
@@ -193,8 +209,11 @@ class SweepCallback:
             log.info("%s: %s", outcome, cell)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        global _launch_exit_code
+        global _launch_exit_code, _view
         assert self.launch is not None
+        if _view is not None:
+            _view.stop()
+            _view = None
         summary = summarize_launch(Path(str(config.hydra.sweep.dir)), self.launch)
         print("\n".join(summary.lines()), flush=True)
         # Not raised here: the callbacks after this one (the analysis) still run; the command line exits with it.
@@ -228,6 +247,9 @@ def job_cells(config: Any) -> list[Path]:
 
 
 _launch_exit_code = 0
+_view: SweepView | None = None
+"""The launching process's view of its sweep, from the start of the multirun to its end (kept out of the
+callback object, which the launchers pickle into the cells' processes)."""
 
 
 def launch_exit_code() -> int:

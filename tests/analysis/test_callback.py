@@ -31,7 +31,7 @@ def test_multirun_end_writes_the_report_into_the_sweep_and_prints_the_paths(swee
     assert "1 failed" in out
     table = pd.read_csv(analysis_dir / "comparison.csv")
     assert table["massed_mean"].tolist() == pytest.approx([82.0, 85.0])  # best_test = final + 2 points
-    assert out.rstrip().splitlines()[-1].startswith("  EMA, decay 0.99, random schedule: +2.00 points over massed")
+    assert out.rstrip().splitlines()[-1].startswith("  EMA, decay 0.99 on the random schedule beats massed by 2.00 points")
 
 
 def test_a_failing_analysis_warns_and_does_not_raise(tmp_path, capsys):
@@ -100,5 +100,25 @@ def test_a_real_hydra_multirun_ends_with_its_figures_and_table(tmp_path):
         [pytest.approx(80.5), 0.5, pytest.approx(5.0)]]
     # the multirun ends with the verdict (no validation here, so the choice on test is labelled optimistic)
     assert done.stdout.rstrip().splitlines()[-1] == (
-        "  EMA, decay 0.9: no validation accuracy to choose an interval on (dataset.val_fraction=0); best on test "
-        "(optimistic) 0.5: +5.00 points over massed (95 % CI +5.00 to +5.00, n = 2 paired seeds), 0 device-hours")
+        "  Spaced EMA, decay 0.9 (s = 0.5, best on test) beats massed by 5.00 points (95 % CI +5.00 to +5.00, 2 paired "
+        "seeds). There is no validation accuracy to choose on (dataset.val_fraction=0), so this choice on test is "
+        "optimistic. The comparison cost 0 device-hours.")
+
+
+def test_a_study_ends_with_its_best_trial_and_parameters_not_with_verdicts(tmp_path, make_record, write_run, capsys):
+    # what `python run.py -m +tune=lr` leaves: trials at interval 0 (no interval varied) and Optuna's conclusion
+    for index, (lr, val, status) in enumerate([(0.01, 0.85, "completed"), (0.0851, 0.91, "completed"),
+                                               (30.0, None, "diverged")]):
+        record = make_record("ema", 0.0, 0.7, 0, {"ema": 0.8} if val else {}, status=status)
+        record["config"] = {"seed": 0, "trainer": {"lr": lr}}
+        write_run(tmp_path / f"trial{index}", record)
+    (tmp_path / "optimization_results.yaml").write_text(
+        "name: optuna\nbest_params:\n  trainer.lr: 0.0851\nbest_value: 0.91\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "objective": {"metric": "val_acc"}})
+    AnalyzeSweep().on_multirun_end(config)
+    assert capsys.readouterr().out.splitlines() == [
+        f"study of {tmp_path} (optuna sweeper, 3 trials: 2 completed, 1 diverged):",
+        f"best trial: trainer.lr=0.0851 (val_acc 0.9100) in {tmp_path / 'trial1'}",
+        "to use it, add trainer.lr=0.0851 to the command line of the grid it was tuned for",
+    ]
+    assert not (tmp_path / "analysis").exists()  # no interval figures or verdicts for a study

@@ -1,7 +1,11 @@
 """Cost: device-hours per cell, per comparison and per sweep add up to what the records say; the verdict says it."""
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis import cost
 from analysis.__main__ import main
@@ -64,12 +68,18 @@ def test_the_verdict_names_gain_interval_n_and_cost(priced, capsys):
     out = capsys.readouterr().out
     diffs = [100 * (ACC[0.5, s] - ACC[0.0, s]) for s in (0, 1)]
     gain = sum(diffs) / 2
-    expected_start = (f"  EMA, decay 0.99: best interval on val 0.5: {gain:+.2f} points over massed (95 % CI ")
+    expected_start = (f"  Spaced EMA, decay 0.99 (s = 0.5, chosen on validation) beats massed by {gain:.2f} points (95 % CI ")
     verdict = out.rstrip().splitlines()[-1]
     assert verdict.startswith(expected_start)
-    assert verdict.endswith(f", n = 2 paired seeds), {_hours(0.0) + _hours(0.5):.2f} GPU-hours; "
-                            "the same interval is best on test")
-    assert verdict in (priced / "analysis" / "summary.md").read_text().replace("- EMA", "  EMA")
+    # the power of the comparison (issue 25): the smallest detectable gain, (t_.975 + t_.80) sd / sqrt(n) at n - 1 df
+    sd = float(np.std(diffs, ddof=1))
+    detectable = (stats.t.ppf(0.975, 1) + stats.t.ppf(0.80, 1)) * sd / math.sqrt(2)
+    power = (f"With 2 paired seeds (per-seed sd {sd:.2f} points) this sweep detects gains of {detectable:.2f} points "
+             "or more (95 % confidence, 80 % power); ")
+    assert verdict.endswith(f", 2 paired seeds). The same interval is best on test. {power}"
+                            f"{verdict.split(power)[1].split('. ')[0]}. The comparison cost "
+                            f"{_hours(0.0) + _hours(0.5):.2f} GPU-hours.")
+    assert verdict in (priced / "analysis" / "summary.md").read_text().replace("- Spaced", "  Spaced")
     assert f"cost of {priced}: 7 runs, 2.00 CPU-hours + " in (priced / "analysis" / "summary.md").read_text()
 
 

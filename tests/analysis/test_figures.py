@@ -63,7 +63,7 @@ def test_the_line_starts_at_massed_and_the_axis_keeps_the_intervals_ratios():
 
 def test_n_is_in_the_legend_and_written_only_where_it_differs():
     fig, _ = figures.interval_figure(_kd_points(), "final")
-    assert "(n in the legend; marked where it differs)" in fig.get_suptitle().replace("\n", " ")
+    assert "n in the legend, written at a point where it differs" in figures.caption("interval", "final")
     assert f"{KD} (n = 3)" in [t.get_text() for t in fig.legends[0].get_texts()]
     n_texts = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
     assert n_texts == ["n=1", "n=2"]
@@ -268,3 +268,67 @@ def test_an_unpaired_gain_is_marked_and_has_no_seed_dots(tmp_path, make_record, 
     fig, plotted = figures.gain_figure(analysis.gains, analysis.pairs, "final")
     assert [t.get_text() for t in fig.axes[0].texts] == ["unpaired"]
     assert plotted.loc[plotted["kind"] == "gain", "paired"].tolist() == ["no"] and (plotted["kind"] == "seed").sum() == 0
+
+
+def test_massed_is_dashed_across_the_interval_and_side_axes():
+    fig, _ = figures.interval_figure(_kd_points(), "final")
+    for ax in fig.axes:  # the interval axis and the random / offline side axis
+        (level,) = [line for line in ax.lines if line.get_gid() == f"massed_level|{KD}"]
+        assert level.get_linestyle() == "--" and list(level.get_ydata()) == [70.0, 70.0]
+    assert "massed (s = 0); dashed: its level" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _with_control(tmp_path, make_record, write_run, val=True):
+    """EMA massed / s = 0.5 / s = 0.5's matched-horizon control, two seeds."""
+    def metrics(acc):
+        value = acc - 0.01 if val else None
+        return {"ema": {"test_acc": acc, "best_test_acc": acc, "val_acc": value, "best_val_acc": value,
+                        "test_acc_at_best_val": acc, "best_val_epoch": 3, "best_test_epoch": 3}}
+
+    for seed in range(2):
+        write_run(tmp_path / f"m{seed}", make_record("ema", 0.0, 0.9, seed, {}, metrics=metrics(0.80 + seed / 100)))
+        write_run(tmp_path / f"s{seed}", make_record("ema", 0.5, 0.9, seed, {}, metrics=metrics(0.83 + seed / 50)))
+        write_run(tmp_path / f"c{seed}", make_record("ema", 0.0, 0.95, seed, {}, metrics=metrics(0.84),
+                                                     control={"kind": "matched_horizon", "interval": 0.5,
+                                                              "strength": 0.9}))
+    return load([tmp_path])
+
+
+def test_gains_over_massed_and_over_the_control_are_two_series_with_their_own_colours(tmp_path, make_record,
+                                                                                   write_run):
+    analysis = _with_control(tmp_path, make_record, write_run)
+    fig, _ = figures.gain_figure(analysis.gains, analysis.pairs, "final")
+    main = fig.axes[0]
+    assert main.get_ylabel() == "gain (points)"  # not "over massed": the triangles are over the control
+    label = "EMA, decay 0.9"
+    over_massed = _by_gid(main, f"seeds|massed|{label}")
+    over_control = _by_gid(main, f"seeds|control:matched_horizon|{label}")
+    assert over_massed.get_color() != over_control.get_color()
+    assert _by_gid(main, f"gain|massed|{label}").get_color() == over_massed.get_color()
+    assert _by_gid(main, f"gain|control:matched_horizon|{label}").get_color() == over_control.get_color()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [f"{label}: over massed", f"{label}: over its matched-horizon control",
+                      "interval chosen on validation"]
+    assert fig.get_suptitle() == "Gain over massed and over the control (final epoch)"
+
+
+def test_without_validation_the_gain_legend_says_so_instead_of_a_ring(tmp_path, make_record, write_run):
+    analysis = _with_control(tmp_path, make_record, write_run, val=False)
+    fig, _ = figures.gain_figure(analysis.gains[analysis.gains["comparison"] == "massed"], analysis.pairs, "final")
+    assert fig.axes[0].get_ylabel() == "gain over massed (points)"
+    assert not [line for line in fig.axes[0].lines if (line.get_gid() or "").startswith("best_on_val")]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "interval chosen on validation" not in legend and "no validation split: none ringed" in legend
+
+
+def test_titles_are_one_short_line_and_the_captions_go_to_summary_md(sweep):
+    for name, fig in _all_figures(sweep).items():
+        title = fig.get_suptitle()
+        assert "\n" not in title and len(title) <= fig.get_figwidth() * figures.CHARS_PER_INCH, (name, title)
+    from analysis.report import analyze
+
+    analyze([sweep.root], sweep.root / "analysis")
+    summary = (sweep.root / "analysis" / "summary.md").read_text()
+    assert "## Figures" in summary
+    assert f"- `gain_curve.png`: {figures.caption('gain', 'final')}" in summary
+    assert f"- `interval_curve.png`: {figures.caption('interval', 'final')}" in summary

@@ -95,8 +95,9 @@ def test_the_interval_is_chosen_on_validation_not_on_test(tmp_path, write_run, m
 
     assert main([str(tmp_path)]) == 0
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
-    assert verdict.startswith("  EMA, decay 0.9: best interval on val 0.5: +1.33 points over massed (95 % CI ")
-    assert "; best on test (optimistic) 1: +6.00 points over massed (95 % CI " in verdict
+    assert verdict.startswith("  Spaced EMA, decay 0.9 (s = 0.5, chosen on validation) shows no detectable difference "
+                              "from massed (+1.33 points, 95 % CI ")
+    assert " On test alone s = 1 would look best (+6.00 points over massed, 95 % CI " in verdict
     table = (tmp_path / "analysis" / "comparison.csv").read_text()
     assert ",0.5," in table  # val_interval
 
@@ -110,7 +111,8 @@ def test_without_validation_nothing_is_chosen_and_test_choice_is_labelled_optimi
     from analysis.summary import verdicts
 
     (line,) = verdicts(gains, load([tmp_path]).points)
-    assert "no validation accuracy to choose an interval on" in line and "best on test (optimistic) 0.5" in line
+    assert line.startswith("Spaced EMA, decay 0.9 (s = 0.5, best on test) ")
+    assert " There is no validation accuracy to choose on (dataset.val_fraction=0), so this choice on test is optimistic." in line
 
 
 def test_random_and_offline_cells_are_compared_with_massed_and_never_chosen(tmp_path, write_run, make_record):
@@ -143,7 +145,7 @@ def test_a_control_is_paired_with_the_spaced_cell_it_controls(tmp_path, write_ru
 
     assert main([str(tmp_path)]) == 0
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"; over its matched-horizon control: {expected:+.2f} points (95 % CI " in verdict
+    assert f" and its matched-horizon control by {expected:.2f} points (95 % CI " in verdict
 
 
 def test_pairs_hold_the_per_seed_differences(tmp_path, write_run, make_record):

@@ -32,7 +32,7 @@ def test_the_full_report_writes_every_output_and_lists_what_is_incomplete(sweep,
     assert out.rstrip().splitlines()[-4] == ("verdict (test accuracy (%) at the final epoch; 95 % CI over seeds; "
                                              "interval chosen on validation):")
     summary = (analysis_dir / "summary.md").read_text()
-    assert "- EMA, decay 0.9: best interval on val 0.5: +2.00 points over massed" in summary
+    assert "- Spaced EMA, decay 0.9 (s = 0.5, chosen on validation) beats massed by 2.00 points" in summary
     gains = pd.read_csv(analysis_dir / "gains.csv")
     assert set(gains["comparison"]) == {"massed"} and len(gains) == 5  # 4 periodic spaced cells + random
 
@@ -105,16 +105,18 @@ def test_a_table_entry_reads_baseline_runs_too(sweep, capsys):
     (["figure", "nope", "."], "error: unknown figure 'nope'; run `python -m analysis --list` to see the names"),
     (["{tmp}/missing"], "does not exist; pass the directory Hydra printed"),
     (["{tmp}"], "no result.json found under"),
+    (["{file}"], "is a file, not a sweep directory; pass the directory that holds it"),
     (["figure", "fig_online_kd_interval", "{sweep}"], "needs online_kd runs and these records have none; produce them "
                                                        "with `python run.py -m +sweep=online_kd_curve`"),
     (["{sweep}", "--target", "teacher"], "no run evaluated target 'teacher'; use one of: ema, model"),
     (["{sweep}", "--cell", "colour=red"], "cannot read cell 'colour=red'"),
 ])
-def test_user_errors_are_one_sentence_and_exit_1(sweep, tmp_path, capsys, argv, message):
+def test_user_errors_are_one_sentence_and_exit_2(sweep, tmp_path, capsys, argv, message):
     empty = tmp_path / "empty"
     empty.mkdir()
-    argv = [a.format(tmp=empty, sweep=sweep.root) for a in argv]
-    assert main(argv) == 1
+    (tmp_path / "result.json").write_text("{}")
+    argv = [a.format(tmp=empty, sweep=sweep.root, file=tmp_path / "result.json") for a in argv]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
 
@@ -122,7 +124,7 @@ def test_user_errors_are_one_sentence_and_exit_1(sweep, tmp_path, capsys, argv, 
 def test_no_traceback_reaches_the_user(tmp_path):
     done = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path / "missing")], cwd=PROJECT_ROOT,
                           capture_output=True, text=True)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.startswith("error: sweep directory") and "Traceback" not in done.stderr
 
 

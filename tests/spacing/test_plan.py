@@ -52,6 +52,7 @@ def test_plan_lists_every_cell_new_without_importing_torch(tmp_path: Path) -> No
     assert control[2:] == ["method.interval=0.25", "seed=0", "method.control=matched"]
     assert control[1].startswith("multirun/demo/ema-i0.25-control-seed0-")
     assert not (tmp_path / "multirun").exists()  # a plan writes nothing
+    assert not [line for line in lines if line.startswith("warning:")]  # every demo cell can measure its interval
 
 
 def test_plan_shows_each_cells_state_from_its_files(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from spacing.status import _parse, sweep_status
 from spacing.sweep_state import CELL_FILE, write_launch
-from tests.helpers import CELL_TINY, launch, spacing
+from tests.helpers import CELL_TINY, cli_env, launch, spacing, wait_for
 
 
 def write(cell: Path, status: str | None, marker: dict | None = None) -> None:
@@ -77,3 +79,30 @@ def test_status_of_a_dir_without_cells_is_one_sentence(tmp_path: Path) -> None:
     done = spacing("status", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {tmp_path} holds no sweep cells; give the sweep dir a launch printed."
+
+
+def test_watch_follows_a_sweep_until_every_cell_has_finished(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    alive = {"outcome": "running", "host": socket.gethostname(), "pid": os.getpid()}
+    write(sweep / "a", "completed", {"outcome": "completed"})
+    write(sweep / "b", "running", alive)
+    (sweep / "b" / "result.json").write_text(json.dumps({"status": "running", "epochs": 4, "epochs_completed": 1}))
+    write_launch(sweep, "launch1", [sweep / "a", sweep / "b"], ["spacing", "submit"])
+    view = tmp_path / "view.txt"
+    with open(view, "w") as stderr:
+        watching = subprocess.Popen(
+            [sys.executable, "-m", "spacing", "status", str(sweep), "--watch", "--every", "0.2", "--no-analysis"],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+    try:
+        wait_for(lambda: view.read_text(), timeout=60, what="the watch's first line")
+        assert watching.poll() is None  # a cell is still running: it keeps watching
+        (sweep / "b" / "result.json").write_text(json.dumps({"status": "completed", "epochs": 4, "epochs_completed": 4}))
+        out, _ = watching.communicate(timeout=60)
+    finally:
+        watching.kill()
+    assert watching.returncode == 0
+    first, *_, last = view.read_text().splitlines()
+    assert first.startswith("sweep: 1/2 cells done (1 completed, 0 failed), 1 running; ")
+    assert last.startswith("sweep: 2/2 cells done (2 completed, 0 failed); ") and last.endswith(" elapsed")
+    assert out.splitlines()[0] == "sweep sweep: 2 cells: 2 completed"  # then the status, as without --watch (paths shown relative)

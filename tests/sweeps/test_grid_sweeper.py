@@ -70,15 +70,16 @@ def test_a_cell_that_does_not_compose_gets_no_control_and_is_left_for_the_plan_t
 def test_a_multirun_with_controls_trains_them_and_the_verdict_reports_the_gain_over_them(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     done = run_cli(
-        "-m", "method=ema", "method.decay=0.9", "method.interval=0,0.5", "seed=0,1", "dataset=synthetic", "model.width=8",
-        "trainer.epochs=1", "trainer.device=cpu", "hydra.sweeper.controls=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        # decay 0.3 over 2 epochs of 4 steps: every shadow (spaced 0.3 ** 4, its control 0.65 ** 8) forgets its start
+        "-m", "method=ema", "method.decay=0.3", "method.interval=0,0.5", "seed=0,1", "dataset=synthetic", "model.width=8",
+        "trainer.epochs=2", "trainer.device=cpu", "hydra.sweeper.controls=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(path.read_text()) for path in sorted(sweep.glob("*/result.json"))]
     assert len(records) == 6  # massed, spaced and its control, for 2 seeds
     controls = [r for r in records if r["control"] is not None]
     assert len(controls) == 2 and all(r["interval"] == 0.0 and r["config"]["method"]["interval"] == 0.5 for r in controls)
-    assert all(r["control"] == {"kind": "matched_horizon", "interval": 0.5, "strength": 0.9, "schedule": "periodic"} for r in controls)
+    assert all(r["control"] == {"kind": "matched_horizon", "interval": 0.5, "strength": 0.3, "schedule": "periodic"} for r in controls)
     verdict = done.stdout.rstrip().splitlines()[-1]
-    assert "points over massed (95 % CI " in verdict
-    assert "over its matched-horizon control: " in verdict and "n = 2 paired seeds" in verdict.split("control: ")[1]
+    assert verdict.startswith("  Spaced EMA, decay 0.3 (s = 0.5, chosen on validation) ") and " massed " in verdict
+    assert " its matched-horizon control " in verdict and "2 paired seeds" in verdict.split("matched-horizon control")[1]
