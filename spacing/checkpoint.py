@@ -8,16 +8,23 @@ over, which the run record keeps as ``checkpoint_recoveries``. Each save is atom
 
 A checkpoint (or a completed record) is continued only by a run of the same config, up to the
 keys that do not change the numbers (:func:`refuse_other_config`, the one such check).
+
+A checkpoint is read as data, never as code: whoever can write a cell dir must not be able to run
+code as the users who resume it. :func:`load_data` reads with ``torch.load(weights_only=True)``,
+which accepts tensors and plain types only, plus :data:`RELEASE_GLOBALS`; a file that names
+anything else is refused before any of it runs, and treated like a damaged one.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 
 from spacing.atomic import atomic_write
@@ -25,8 +32,15 @@ from spacing.claim import Claim
 from spacing.contract import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE
 from spacing.errors import ConfigError
 from spacing.neutral import comparable
+from spacing.unpickle import NUMPY_ARRAY
 
 log = logging.getLogger(__name__)
+
+RELEASE_GLOBALS: list[Any] = [*((found, name) for name, found in NUMPY_ARRAY.items()), type(np.dtype(np.uint32))]
+"""What :func:`load_data` accepts beyond tensors and plain types: a uint32 numpy array, to read the
+checkpoints of versions up to commit 63f2344, which kept numpy's RNG state as ``np.random.get_state()``'s
+tuple (its key an array). They are read through this allowlist, not migrated: the first epoch a resumed
+run saves rewrites the file in today's format (the key a tensor, :func:`spacing.seeding.rng_state`)."""
 
 CHECKPOINT_KEYS = ("progress", "method", "schedules", "rng", "history", "config")
 """What a checkpoint of this harness holds at least (:meth:`spacing.loop.Trainer.state_dict`)."""
@@ -95,11 +109,39 @@ def read_previous(resumable: Resumable) -> Resumable | None:
         return None
 
 
+class NotData(ValueError):
+    """A file that names code to run when loaded (a class or function outside :func:`load_data`'s allowlist),
+    or whose pickle is too damaged for ``weights_only`` loading to tell."""
+
+
+def load_data(source: Path | IO[bytes]) -> Any:
+    """What ``torch.save`` wrote to `source`, read as data onto the CPU; raises NotData, before any of it
+    runs, when it names anything but tensors, plain types and :data:`RELEASE_GLOBALS`.
+
+    On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and optimizer state
+    to where the live tensors are.
+    """
+    with torch.serialization.safe_globals(RELEASE_GLOBALS):
+        try:
+            return torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise NotData(f"refused unread: {_what_it_names(source)}, not only tensors and plain data") from exc
+
+
+def _what_it_names(source: Path | IO[bytes]) -> str:
+    """The code a refused file names, for the recovery note (read from its opcodes, nothing run)."""
+    try:
+        if not isinstance(source, Path):
+            source.seek(0)
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(source)
+    except Exception:  # not even a zip of pickles: say so without names
+        names = []
+    return f"it names code to run when loaded ({', '.join(names)})" if names else "it holds what weights_only loading refuses"
+
+
 def _load(path: Path) -> dict[str, Any]:
     """A checkpoint's state; raises on a file that is damaged or not a checkpoint of this harness."""
-    # On the CPU: RNG states must be CPU tensors, and load_state_dict moves weights and
-    # optimizer state to where the live tensors are.
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_data(path)
     missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else ["all"]
     if missing:
         raise ValueError(f"not a checkpoint of this harness (missing {', '.join(missing)})")

@@ -60,6 +60,7 @@ from spacing.config import to_config
 from spacing.help import help_text
 from spacing.preflight import check_machine, check_sweep_options
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
+from spacing.permissions import guard_outputs
 from spacing.record import read_result
 from spacing.sweep_callback import LOST, launch_exit_code
 from spacing.sweeper import group_cells, is_group
@@ -162,6 +163,7 @@ def _preflight(args: argparse.Namespace) -> None:
             raise UserError(explain(exc)) from None
         if args.cfg:
             return
+        guard_outputs(master, multirun=mode == RunMode.MULTIRUN)
         if mode == RunMode.MULTIRUN:
             check_launcher(master)
             check_machine(master, runs_here=not _on_slurm(master))

@@ -134,15 +134,19 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_result(out_dir: Path) -> dict[str, Any] | None:
-    """The run record in `out_dir`, or None when there is none (or it is not a readable record)."""
-    return read_record(out_dir)[0]
+    """The run record in `out_dir` as a JSON object, or None when there is none (or it is not one)."""
+    try:
+        record = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_record(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The run record in `out_dir` and, when result.json is there but is not a usable record, why not.
 
-    Usable: a JSON object with a ``status`` and the resolved ``config`` (an object): what every
-    reader asks of a record before anything else. A file killed mid-write never stays behind
+    Usable: a JSON object with a ``status`` and the resolved ``config`` (an object): what the runner
+    needs before it skips, resumes or refuses a cell. A file killed mid-write never stays behind
     (writes are atomic); what is damaged was damaged by something else, and is said.
     """
     path = out_dir / RESULT_FILE

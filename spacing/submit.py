@@ -24,6 +24,7 @@ from spacing.cli import COMPOSE_ERRORS, check_launcher, probe_writable, train
 from spacing.compose import compose_master, explain, hydra_session, is_grid, shown
 from spacing.contract import COMPLETED
 from spacing.errors import UserError
+from spacing.permissions import guard_outputs
 from spacing.plan import counted, make_plan
 from spacing.sweep_callback import SweepCallback
 from spacing.sweep_state import write_launch
@@ -43,6 +44,7 @@ def submit(args: argparse.Namespace) -> int:
         if str(OmegaConf.select(master, "hydra.launcher._target_")) != SLURM_LAUNCHER:
             raise UserError("spacing submit needs the SLURM launcher: add hydra/launcher=slurm (or a cluster=NAME profile).")
         check_launcher(master)
+        guard_outputs(master, multirun=True)
         sweep_dir = Path(str(master.hydra.sweep.dir))
         finished = make_plan(session, master)
         if finished.cells and not finished.invalid and all(cell.state == COMPLETED for cell in finished.cells):
@@ -71,5 +73,5 @@ def submit(args: argparse.Namespace) -> int:
         what += f" for {len(plan.cells)} cells" + (f": {counted(len(plan.fused), 'fused group')}" if plan.fused else "")
     what += ")"
     print(f"submitted SLURM {what} for sweep {shown(sweep_dir)}")
-    print(f"follow it from any shell with: spacing status {shown(sweep_dir)}")
+    print(f"follow it from any shell with: spacing status {shown(sweep_dir)}  (live: add --watch)")
     return 0

@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,7 +44,7 @@ from spacing.compose import app_config
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
-from spacing.sweep_state import CELL_FILE, write_launch
+from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, launch_outcome_path, read_launch_outcome, write_launch
 from spacing.sweep_view import SweepView, launch_tally
 from spacing.sweeper import group_cells, is_group
 
@@ -74,7 +75,7 @@ def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[
 
 @dataclass(frozen=True)
 class Cell:
-    """A cell of one launch as its ``sweep_cell.json`` tells it."""
+    """A cell of one launch, as the launch recorded it (``.launches/<launch>/<cell>.json``)."""
 
     dir: Path
     outcome: str
@@ -119,19 +120,22 @@ class LaunchSummary:
         return lines
 
 
-def summarize_launch(sweep_dir: Path, launch: str) -> LaunchSummary:
-    """The cells under `sweep_dir` that launch `launch` ran; a cell still marked running is unfinished."""
-    cells = []
-    for path in sorted(sweep_dir.rglob(CELL_FILE)):
-        try:
-            marker = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if marker.get("launch") != launch:
-            continue
+def summarize_launch(sweep_dir: Path, launch: str, planned: Sequence[Path] = ()) -> LaunchSummary:
+    """Every cell of launch `launch`, once, by what happened to it in that launch.
+
+    `planned`: the launch's cells (its grid, checked before it started); each is counted once, a
+    cell whose job never recorded an outcome or is still marked running as ``unfinished``. Without
+    a plan (an optimising sweeper chooses its cells while it runs) the launch's cells are the ones
+    it recorded an outcome for.
+    """
+    cells = list(dict.fromkeys(planned)) or sorted(
+        sweep_dir / path.stem for path in (sweep_dir / LAUNCHES_DIR / launch).glob("*.json"))
+    counted = []
+    for cell in cells:
+        marker = read_launch_outcome(cell, launch) or {}
         outcome = marker.get("outcome")
-        cells.append(Cell(path.parent, "unfinished" if outcome == RUNNING else outcome, marker.get("error")))
-    return LaunchSummary(sweep_dir, tuple(cells))
+        counted.append(Cell(cell, "unfinished" if outcome in (None, RUNNING) else outcome, marker.get("error")))
+    return LaunchSummary(sweep_dir, tuple(counted))
 
 
 class SweepCallback:
@@ -178,6 +182,8 @@ class SweepCallback:
             print(f"nothing was launched: {what} (spacing plan ARGS lists the cells).", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR)
         assert self.launch is not None
+        for warning in self.plan.warnings():  # cells that cannot measure their interval: said before they train
+            print(f"warning: {warning}", file=sys.stderr)
         if self.plan.cells:
             write_launch(self.plan.sweep_dir, self.launch, [c.dir for c in self.plan.cells], sys.argv)
 
@@ -214,7 +220,8 @@ class SweepCallback:
         if _view is not None:
             _view.stop()
             _view = None
-        summary = summarize_launch(Path(str(config.hydra.sweep.dir)), self.launch)
+        planned = [cell.dir for cell in self.plan.cells] if self.plan is not None else []
+        summary = summarize_launch(Path(str(config.hydra.sweep.dir)), self.launch, planned)
         print("\n".join(summary.lines()), flush=True)
         # Not raised here: the callbacks after this one (the analysis) still run; the command line exits with it.
         _launch_exit_code = EXIT_INCOMPLETE if summary.not_completed else 0
@@ -236,6 +243,8 @@ class SweepCallback:
             "slurm": {name: os.environ[name] for name in SLURM_VARIABLES if name in os.environ},
         }
         atomic_write_text(out_dir / CELL_FILE, json.dumps(marker, indent=2) + "\n")
+        assert self.launch is not None
+        atomic_write_text(launch_outcome_path(out_dir, self.launch), json.dumps(marker, indent=2) + "\n")
 
 
 def job_cells(config: Any) -> list[Path]:

@@ -4,7 +4,8 @@
 cell's state. A cell dir holds the run record (``result.json``, written by the runner) and
 ``sweep_cell.json`` (written around each job by :class:`spacing.sweep_callback.SweepCallback`: the
 launch, the outcome, the host, pid and SLURM job). ``<sweep dir>/.launches/<launch>.json`` says what
-one launch submitted: its cells in launch order and, for a detached SLURM launch, each cell's job.
+one launch submitted: its cells in launch order and, for a detached SLURM launch, each cell's job;
+``<sweep dir>/.launches/<launch>/<cell>.json`` what that launch did with each cell.
 """
 
 from __future__ import annotations
@@ -26,6 +27,23 @@ STATES = ("new", RUNNING, "unfinished", COMPLETED, FAILED, DIVERGED)
 """new: never started; running: a process is training it (or may be, on another host);
 unfinished: started and stopped before the end (killed, cancelled, pre-empted): the next launch
 resumes it from its checkpoint; completed, failed, diverged: as its run record says."""
+
+
+def launch_outcome_path(cell_dir: Path, launch: str) -> Path:
+    """``<sweep dir>/.launches/<launch>/<cell>.json``: what launch `launch` did with the cell, and nothing else.
+
+    Apart from the cell's ``sweep_cell.json`` (the latest launch's word, which a concurrent launch
+    overwrites), so each launch counts each of its cells by what happened to it in that launch.
+    """
+    return cell_dir.parent / LAUNCHES_DIR / launch / f"{cell_dir.name}.json"
+
+
+def read_launch_outcome(cell_dir: Path, launch: str) -> dict[str, Any] | None:
+    """What launch `launch` recorded for the cell (as its marker), or None when its job has not started there."""
+    try:
+        return json.loads(launch_outcome_path(cell_dir, launch).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_marker(cell_dir: Path) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.record import read_result
-from spacing.sweep_state import read_marker
+from spacing.sweep_state import read_launch_outcome
 
 QUEUED = "queued"
 """A cell of the launch whose job has not started yet."""
@@ -99,8 +99,8 @@ def launch_tally(cells: Sequence[Path], launch: str) -> Tally:
     ended), ``queued`` while its job has not started."""
 
     def state(cell_dir: Path) -> str:
-        marker = read_marker(cell_dir) or {}
-        return str(marker.get("outcome")) if marker.get("launch") == launch else QUEUED
+        marker = read_launch_outcome(cell_dir, launch)
+        return str(marker.get("outcome")) if marker is not None else QUEUED
 
     return tally_of((cell_dir, state(cell_dir)) for cell_dir in cells)
 

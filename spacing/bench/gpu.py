@@ -45,6 +45,7 @@ from spacing import runner
 from spacing.bench.syncs import syncs_per_step
 from spacing.bench.train import FACTORS, measure
 from spacing.build import build_run
+from spacing.checkpoint import load_data
 from spacing.config import (
     AugmentConfig,
     BaselineConfig,
@@ -323,7 +324,7 @@ def check_resume(sizes: Sizes, device: torch.device, quick: bool, tmp: Path, say
     reference = trained(resume_config(sizes, writer), tmp / "resume-reference")["metrics"][target]["test_acc"]
     out_dir = tmp / "resume"
     train_first_epoch(resume_config(sizes, writer), out_dir)
-    checkpoint = torch.load(out_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    checkpoint = load_data(out_dir / CHECKPOINT_FILE)
     how = f"checkpoint written on {writer}"
     if gpus > 1:
         how += f" with {gpus} GPUs visible, resumed with 1"

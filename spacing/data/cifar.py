@@ -20,6 +20,7 @@ from spacing.config import DatasetConfig
 from spacing.data.files import dataset_root, download
 from spacing.data.source import ImageSplits
 from spacing.errors import DataError
+from spacing.unpickle import load_arrays
 
 CIFAR100_MEAN = (0.507, 0.487, 0.441)
 CIFAR100_STD = (0.267, 0.256, 0.276)
@@ -97,9 +98,10 @@ def load_cifar(cfg: DatasetConfig, files: CifarFiles) -> ImageSplits:
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
+    """A CIFAR pickle, read as data (lists, strings and a numpy array: nothing in it runs)."""
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            return load_arrays(handle, encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise DataError(f"{path} is not a CIFAR python pickle ({exc}); delete it so it is downloaded again.") from None
 

@@ -81,7 +81,7 @@ def stopped_after_two_epochs(out: Path, monkeypatch) -> None:
         with pytest.raises(KeyboardInterrupt):
             run(config(), out)
     assert record(out)["epochs_completed"] == 2
-    epochs = {name: torch.load(out / name, weights_only=False)["progress"]["epoch"] for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE)}
+    epochs = {name: torch.load(out / name, weights_only=True)["progress"]["epoch"] for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE)}
     assert epochs == {CHECKPOINT_FILE: 2, PREVIOUS_CHECKPOINT_FILE: 1}
 
 
@@ -108,7 +108,7 @@ def test_the_recovery_note_survives_a_later_resume(full: Path, tmp_path: Path, m
         interrupt_in_third_epoch(patch)
         with pytest.raises(KeyboardInterrupt):
             run(config(), tmp_path)  # resumes from epoch 1, saves epoch 2, stopped again
-    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["progress"]["epoch"] == 2
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["progress"]["epoch"] == 2
     resumed = run(config(), tmp_path)  # from the good checkpoint.pt of epoch 2
     assert_same_as_full(tmp_path, full)
     assert [note["unreadable"] for note in resumed["checkpoint_recoveries"]] == [CHECKPOINT_FILE]
@@ -170,7 +170,7 @@ def test_leftover_temp_files_and_checkpoints_are_cleaned_on_start_and_on_skip(fu
 
 def test_keep_checkpoint_keeps_the_last_one_only(tmp_path: Path) -> None:
     run(config("trainer.keep_checkpoint=true"), tmp_path)
-    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["progress"]["epoch"] == 3
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["progress"]["epoch"] == 3
     assert not (tmp_path / PREVIOUS_CHECKPOINT_FILE).exists()
 
 

@@ -91,9 +91,9 @@ def test_mixed_precision_runs_reach_the_fp32_accuracy(tmp_path: Path) -> None:
         result = run(config(precision, "true"), tmp_path / precision)
         assert result["status"] == "completed"
         assert abs(result["metrics"]["model"]["test_acc"] - reference) <= 0.1
-    checkpoint = torch.load(tmp_path / "fp16" / CHECKPOINT_FILE, weights_only=False)
+    checkpoint = torch.load(tmp_path / "fp16" / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["grad_scaler"]["scale"] > 0
-    assert torch.load(tmp_path / "bf16" / CHECKPOINT_FILE, weights_only=False)["grad_scaler"] is None
+    assert torch.load(tmp_path / "bf16" / CHECKPOINT_FILE, weights_only=True)["grad_scaler"] is None
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacing.sweep_callback import Cell, LaunchSummary
-from spacing.sweep_state import CELL_FILE
+from spacing.sweep_state import CELL_FILE, launch_outcome_path
 from spacing.sweep_view import Clock, SweepView, Tally, clock, launch_tally, trained_fraction
 
 LAUNCH_ALWAYS = ("completed", "skipped", "failed")
@@ -22,6 +22,9 @@ def write_cell(cell: Path, record: dict | None = None, marker: dict | None = Non
         (cell / "result.json").write_text(json.dumps(record))
     if marker is not None:
         (cell / CELL_FILE).write_text(json.dumps(marker))
+        outcome = launch_outcome_path(cell, marker["launch"])  # what that launch recorded for the cell
+        outcome.parent.mkdir(parents=True, exist_ok=True)
+        outcome.write_text(json.dumps(marker))
     return cell
 
 

@@ -162,7 +162,7 @@ def submitted_array(done: subprocess.CompletedProcess[str], sweep: str, tasks: i
     what = rf"array job (\d+) \({tasks} tasks{held}\)" if tasks > 1 else rf"job (\d+) \(1 task{held}\)"  # submitit submits one task as a plain job
     match = re.fullmatch(rf"submitted SLURM {what} for sweep {sweep}", first)
     assert match is not None, first
-    assert second == f"follow it from any shell with: spacing status {sweep}"
+    assert second == f"follow it from any shell with: spacing status {sweep}  (live: add --watch)"
     return match[1]
 
 
