@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hydra import version
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
@@ -37,6 +38,13 @@ SLURM_TEST_CLUSTER = [o for o in SLURM_CPU if not o.startswith("hydra/launcher="
 
 QUIET = ["hydra/hydra_logging=disabled", "hydra/job_logging=disabled"]
 """As Hydra's plugins run their integration suites: the apps print only what the tests read."""
+
+
+@pytest.fixture(autouse=True)
+def _no_version_base_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suites expect Hydra as a fresh process has it, with no version_base chosen (Hydra 1.1's defaults: a job
+    runs in its output dir); an earlier test of this process may have chosen 1.3, as run.py's hydra.main does."""
+    monkeypatch.setattr(version.VersionBase.instance(), "version_base", version._UNSPECIFIED_)
 
 
 def local_flags(n_jobs: int, cells_per_task: int) -> list[str]:
