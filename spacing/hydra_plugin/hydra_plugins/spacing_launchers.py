@@ -51,15 +51,14 @@ class CellsPerTaskJoblibLauncher(JoblibLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.cells_per_task == 1:
             return super().launch(job_overrides, initial_job_idx)
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        from spacing.cli import lost_cell  # here, not above: Hydra's plugin scan imports this module in every app
 
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        from joblib import effective_n_jobs
-
-        from spacing.cli import lost_cell
 
         settings = {**self.joblib, "backend": "loky"}  # as upstream: Hydra needs processes, not threads
         process_joblib_cfg(settings)
@@ -134,7 +133,7 @@ class CellsPerTaskSlurmLauncher(Launcher):
         ]
         if self.cells_per_task == 1:
             return list(executor.map_array(self.slurm, *zip(*cells, strict=True)))
-        from spacing.cli import lost_cell
+        from spacing.cli import lost_cell  # as in the local launcher's launch
 
         task = SlurmTask(self.slurm, self.cells_per_task, lost_cell)
         return list(executor.map_array(task, tasks_of(cells, self.cells_per_task)))
