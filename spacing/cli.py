@@ -63,7 +63,7 @@ from spacing.preflight import check_machine, check_sweep_options
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.permissions import guard_outputs
 from spacing.record import read_result
-from spacing.sweep_callback import launch_exit_code
+from spacing.sweep_callback import LOST, launch_exit_code
 from spacing.sweeper import group_cells, is_group
 from spacing.task_cells import cells_in_task, check_cells_per_task
 
@@ -410,6 +410,14 @@ def _user_message(exc: BaseException, out_dir: Path) -> str | None:
         fix = "free space" if exc.errno in DISK_FULL else "make it writable"
         return f"{storage_problem(exc, shown(out_dir))}; {fix} and run the same command again to resume from epoch {_epochs_done(out_dir)}."
     return None
+
+
+def lost_cell(message: str, cfg: DictConfig) -> Outcome:
+    """The task function of a cell whose own process ended without a result, run in its task process
+    (spacing.task_cells): the cell's log says how it was lost, and the sweep goes on."""
+    settings = HydraConfig.get()
+    log.error("lost: %s (%s)", message, settings.runtime.output_dir)
+    return _failed(settings, message, LOST)
 
 
 def _failed(settings: DictConfig, message: str, status: str) -> Outcome:

@@ -49,7 +49,7 @@ from spacing.sweeper import (
     grid_cells,
     grid_jobs,
     refuse_hand_set_group,
-    register_plugin,
+    require_plugins,
 )
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -69,10 +69,8 @@ PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 
 
 def register_configs() -> None:
-    """Put the dataclass schemas where the YAML options in conf/ extend them, every method's config
-    where ``method=<name>`` finds it (a method needs no YAML file of its own), and the grid sweeper
-    where Hydra finds it."""
-    register_plugin()
+    """Put the dataclass schemas where the YAML options in conf/ extend them, and every method's config
+    where ``method=<name>`` finds it (a method needs no YAML file of its own)."""
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -183,6 +181,8 @@ def hydra_session(args: argparse.Namespace) -> Iterator[Hydra]:
 
 def compose_master(hydra: Hydra, args: argparse.Namespace, run_mode: RunMode) -> DictConfig:
     """The config Hydra composes for the command (hydra node included, sweep values not expanded)."""
+    if run_mode == RunMode.MULTIRUN:
+        require_plugins()  # the grid sweeper and the launchers, found by Hydra only where pip installed them
     mode = f"hydra.mode={run_mode.name}"
     master = hydra.compose_config(args.config_name or CONFIG_NAME, [*args.overrides, mode], run_mode=run_mode)
     refuse_hand_set_group(master)

@@ -21,7 +21,7 @@ from spacing.loggers.base import missing_package
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 """Each tracker (``logger=NAME``) and the package it imports."""
 SWEEPER_SWITCHES = ("controls", "fuse")
-"""The grid sweeper's options that are true or false (conf/hydra/sweeper/spacing.yaml)."""
+"""The grid sweeper's options that are true or false (spacing.sweeper.GridSweeperConf)."""
 
 
 def check_machine(config: DictConfig, runs_here: bool) -> None:

@@ -52,12 +52,14 @@ log = logging.getLogger(__name__)
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
 """Environment that says which SLURM job (and array task, and requeue) ran a cell."""
+LOST = "lost"
+"""The outcome of a cell whose process ended without a result (spacing.task_cells): killed, or it could not start."""
 PARENT_POLL_S = 1.0
 """How often a worker cell checks that the launching process is still its parent."""
 
 
 def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """One of completed / skipped / failed / diverged / running elsewhere for a cell's job.
+    """One of completed / skipped / failed / diverged / lost / running elsewhere for a cell's job.
 
     `status` is the run status the task reported (None when it raised past its own handler),
     `before` and `after` the cell's run record before and after the job. A completed cell whose
@@ -66,7 +68,7 @@ def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[
     if status == COMPLETED and after is not None and after.get("status") == COMPLETED:
         unchanged = before is not None and all(before.get(k) == after.get(k) for k in ("started_at", "finished_at"))
         return "skipped" if unchanged else COMPLETED
-    if status in (DIVERGED, RUNNING_ELSEWHERE):
+    if status in (DIVERGED, LOST, RUNNING_ELSEWHERE):
         return status
     return FAILED
 
@@ -88,7 +90,7 @@ class LaunchSummary:
     cells: tuple[Cell, ...]
     ALWAYS: ClassVar[tuple[str, ...]] = (COMPLETED, "skipped", FAILED)
     """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
-    OTHERS: ClassVar[tuple[str, ...]] = (DIVERGED, "unfinished", RUNNING_ELSEWHERE)
+    OTHERS: ClassVar[tuple[str, ...]] = (DIVERGED, LOST, "unfinished", RUNNING_ELSEWHERE)
     """The order of the other outcomes in the counts (an outcome not named here comes last)."""
 
     def count(self, outcome: str) -> int:
@@ -205,7 +207,7 @@ class SweepCallback:
             status = statuses.get(cell.name, getattr(returned, "status", None))
             outcome = cell_outcome(status, self._records_before.pop(str(cell), None), after)
             error = None
-            if outcome in (FAILED, DIVERGED):
+            if outcome in (FAILED, DIVERGED, LOST):
                 recorded = after.get("error") if after is not None and after.get("status") == outcome else None
                 raised = f"{type(returned).__name__}: {returned}" if isinstance(returned, BaseException) else None
                 error = recorded or raised or ("see the log in the cell dir" if cell == out_dir else f"see the log in {out_dir}")

@@ -11,8 +11,9 @@ controls.
 
 The sweeper that launches these cells is Hydra's basic sweeper with this expansion,
 ``hydra_plugins.spacing_sweeper.SpacingSweeper`` in ``spacing/hydra_plugin/`` (Hydra instantiates
-sweepers only from its ``hydra_plugins`` namespace; :func:`register_plugin` makes that directory
-visible), the default sweeper of ``conf/config.yaml``. ``hydra.sweeper.controls=true`` adds the
+sweepers only from its ``hydra_plugins`` namespace, where ``pip install`` puts that directory's
+modules), the default sweeper of ``conf/config.yaml``. With ``controls`` and ``fuse`` off it is
+Hydra's basic sweeper (tests/sweeps/test_hydra_plugin_suites.py runs Hydra's sweeper suite on it). ``hydra.sweeper.controls=true`` adds the
 controls to any grid:
 
     python run.py -m +sweep=ema_grid hydra.sweeper.controls=true
@@ -38,14 +39,14 @@ the sweeper launches.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -55,15 +56,32 @@ from spacing.config import MethodConfig, to_dict
 from spacing.errors import ConfigError, UserError
 from spacing.neutral import cell_dir_name
 
-PLUGIN_PATH = Path(__file__).resolve().parent / "hydra_plugin"
-"""Holds ``hydra_plugins/spacing_sweeper.py``: a portion of Hydra's plugin namespace package."""
 GRID_SWEEPER = "hydra_plugins.spacing_sweeper.SpacingSweeper"
-"""The grid sweeper's ``_target_`` (``conf/hydra/sweeper/spacing.yaml``)."""
+"""The grid sweeper's ``_target_`` (:class:`GridSweeperConf`)."""
+PLUGIN_MODULES = ("hydra_plugins.spacing_sweeper", "hydra_plugins.spacing_launchers")
+"""spacing's portion of Hydra's ``hydra_plugins`` namespace package (spacing/hydra_plugin/hydra_plugins/),
+installed by ``pip install``."""
 CONTROL_KEY = "method.control"
 CONTROL = f"{CONTROL_KEY}=matched"
 FUSE_OPTION = "hydra.sweeper.fuse"
 FUSED_CELLS = "fused_cells"
 """The top-level key of a fused group's job that lists its cells (:attr:`spacing.config.Config.fused_cells`)."""
+
+
+
+@dataclass
+class GridSweeperConf(BasicSweeperConf):
+    """hydra/sweeper=spacing: Hydra's basic sweeper's settings, plus ``controls`` and ``fuse``.
+
+    Registered in Hydra's ConfigStore as ``hydra/sweeper=spacing_grid`` by the sweeper's plugin module, as
+    Hydra's plugins register theirs. ``controls`` and ``fuse`` are untyped here: a bool node would take
+    ``7`` as true, where :func:`spacing.preflight.check_sweep_options` refuses anything but true or false.
+    """
+
+    _target_: str = GRID_SWEEPER
+    controls: Any = False
+    fuse: Any = False
+
 
 Compose = Callable[[Sequence[str]], DictConfig]
 """The config of one cell from its overrides (as the launcher will compose it)."""
@@ -214,7 +232,11 @@ def fusion_refused(sweeper: str) -> str:
     )
 
 
-def register_plugin() -> None:
-    """Put :data:`PLUGIN_PATH` on ``sys.path``, so Hydra's plugin scan finds the sweeper; call before Hydra starts."""
-    if str(PLUGIN_PATH) not in sys.path:
-        sys.path.append(str(PLUGIN_PATH))
+def require_plugins() -> None:
+    """Raise UserError when spacing's launchers and grid sweeper are not installed where Hydra looks for plugins."""
+    if all(importlib.util.find_spec(name) is not None for name in PLUGIN_MODULES):
+        return
+    raise UserError(
+        "spacing's grid sweeper and launchers are Hydra plugins that are not installed in this Python environment; "
+        "install the project with pip install -e . in its checkout."
+    )

@@ -6,9 +6,14 @@ its GPU. Each cell runs in a child process of the task, and the child runs exact
 ordinary launcher runs for that cell (Hydra's ``run_job``, with the sweep callback around it), into
 the cell's own dir with its own checkpoint and run record: skipping a completed cell, resuming from
 a checkpoint and recording a failure stay per cell, and a cell that fails does not stop the others.
+A cell whose process ends without a result (killed, out of memory, or it could not start) is lost:
+within a second its task runs the cell again in its own process with a task function that only
+reports the loss (the sweep's summary lists it, and the launch exits 4), and the other cells go on.
 
 Processes, not threads: ``run_job`` uses process-global state (the HydraConfig singleton, the
-working dir, logging handlers), so two cells cannot share a process.
+working dir, logging handlers), so two cells cannot share a process. Each is a fresh interpreter
+started with ``subprocess``, not ``multiprocessing``: a local task runs in a joblib (loky) worker,
+whose start method a multiprocessing child would inherit and fail to find.
 
 What the k cells of a task share:
 
@@ -31,13 +36,16 @@ What the k cells of a task share:
 
 from __future__ import annotations
 
-import multiprocessing
+import copy
+import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -52,10 +60,10 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGCONT, signal.SIGUSR1, signal.SIGU
 pre-emption signal, SIGUSR2 unless the cluster's setup chose SIGUSR1)."""
 
 T = TypeVar("T")
-
-
-class CellsLost(RuntimeError):
-    """A cell's process ended without handing back its result (killed, or it exited); its siblings ran to their end."""
+TaskFunction = Callable[[Any], Any]
+"""A Hydra task function: called with a cell's config (hydra.types.TaskFunction)."""
+LostTask = Callable[[str, Any], Any]
+"""The task function of a lost cell, run in its task process: called with the loss's message, then the cell's config."""
 
 
 def check_cells_per_task(value: Any) -> int:
@@ -76,66 +84,78 @@ def cells_in_task() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
-def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_task: int) -> list[T]:
+def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_task: int,
+              lost: Callable[[int, str], T]) -> list[T]:
     """Call each of `cells` (a task of a launch with `cells_per_task`) in a child process of its own, all at
     once, and return what each returned, in order.
 
-    Every child runs to its end whatever its siblings do; then :class:`CellsLost` names the cells
-    (by `names`) whose process ended without a result. Children still running when this process
-    stops waiting (an exception, submitit's requeue exit) are killed; their cells resume from
+    Every child runs to its end whatever its siblings do. A child that ends without handing back a
+    result (killed, or it could not start) is a lost cell: within :data:`POLL_S` of its end this
+    process calls ``lost(index, message)`` for it (`message` names the cell by `names` and says how its
+    process ended) and returns what that returns in its place. Children still running when this
+    process stops waiting (an exception, submitit's requeue exit) are killed; their cells resume from
     their checkpoints.
     """
     import cloudpickle  # what submitit and joblib pickle a cell's Hydra context with
 
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA or Hydra state inherited
-    environment = {TASK_CELLS_VARIABLE: str(cells_per_task), **task_gpu_environment()}
+    environment = {**os.environ, TASK_CELLS_VARIABLE: str(cells_per_task), **task_gpu_environment()}
     ignored = tuple(s for s in FORWARDED_SIGNALS if callable(signal.getsignal(s)))
-    children: list[tuple[Any, Connection]] = []
-    try:
-        for cell in cells:
-            receiver, sender = context.Pipe(duplex=False)
-            child = context.Process(target=_run_cell, args=(cloudpickle.dumps(cell), environment, ignored, sender))
-            child.start()
-            sender.close()  # the child holds the only sending end: the pipe closes when it ends
-            children.append((child, receiver))
-        results = [_result(child, receiver) for child, receiver in children]
-    finally:
-        for child, _ in children:
-            if child.is_alive():
+    results: dict[int, T] = {}
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    with tempfile.TemporaryDirectory(prefix="spacing-task-") as folder:
+        try:
+            for index, cell in enumerate(cells):
+                Path(folder, f"{index}.cell").write_bytes(cloudpickle.dumps(cell))
+                command = [sys.executable, "-c", CELL_PROCESS, json.dumps(sys.path), folder, str(index), *map(str, ignored)]
+                children[index] = subprocess.Popen(command, env=environment)
+            while children:
+                for index, child in list(children.items()):
+                    if child.poll() is None:
+                        continue
+                    del children[index]
+                    result = Path(folder, f"{index}.result")
+                    if result.exists():
+                        results[index] = cloudpickle.loads(result.read_bytes())
+                    else:
+                        results[index] = lost(index, f"the process of cell {names[index]} ended without a result "
+                                                     f"({_ending(child.returncode)})")
+                time.sleep(POLL_S if children else 0)
+        finally:
+            for child in children.values():
                 child.kill()
-            child.join()
-    lost = [f"{name} (exit code {child.exitcode})" for name, (child, _), result in zip(names, children, results, strict=True)
-            if result is None]
-    if lost:
-        raise CellsLost(f"{len(lost)} of the task's {len(cells)} cells ended without a result: {'; '.join(lost)}; "
-                        "launching the sweep again resumes them from their checkpoints.")
-    return [result[0] for result in results if result is not None]
+                child.wait()
+    return [results[index] for index in range(len(cells))]
 
 
-def _result(child: Any, receiver: Connection) -> tuple[Any] | None:
-    """What the child sent, as a 1-tuple, or None when it ended without sending; waits for the child to end."""
-    import cloudpickle
-
-    try:
-        result = (cloudpickle.loads(receiver.recv_bytes()),)
-    except EOFError:
-        result = None
-    child.join()
-    return result
+CELL_PROCESS = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); from spacing.task_cells import run_cell; run_cell(*sys.argv[2:])"
+"""A cell's process, a fresh interpreter (no CUDA, Hydra or start-method state inherited): the task process's
+``sys.path``, as multiprocessing's spawn would give it, then :func:`run_cell`."""
+POLL_S = 0.2
+"""How often a task process looks for a cell process that has ended."""
 
 
-def _run_cell(cell: bytes, environment: dict[str, str], ignored: tuple[int, ...], sender: Connection) -> None:
-    """A child process: set the task's environment, ignore the task's signals, run the cell, send back its result."""
+def _ending(returncode: int) -> str:
+    """How a process with `returncode` ended, in words."""
+    if returncode < 0:
+        return f"killed by signal {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+def run_cell(folder: str, index: str, *ignored: str) -> None:
+    """A cell's process: ignore the task's signals (`ignored`, by number), end with the task, run the cell,
+    leave its result in `folder`."""
+    for number in ignored:
+        signal.signal(int(number), signal.SIG_IGN)
     import cloudpickle
 
     from spacing.sweep_callback import end_with_parent
 
-    os.environ.update(environment)  # before the cell imports torch: CUDA reads CUDA_VISIBLE_DEVICES once
-    for number in ignored:
-        signal.signal(number, signal.SIG_IGN)
     end_with_parent(os.getppid())
-    sender.send_bytes(cloudpickle.dumps(cloudpickle.loads(cell)()))
-    sender.close()
+    cell = cloudpickle.loads(Path(folder, f"{index}.cell").read_bytes())
+    result = Path(folder, f"{index}.result")
+    partial_result = result.with_suffix(".part")
+    partial_result.write_bytes(cloudpickle.dumps(cell()))
+    os.replace(partial_result, result)  # whole or absent: a process killed while writing is a lost cell
 
 
 _task_gpu: tuple[str, IO[bytes] | None] | None = None
@@ -166,34 +186,44 @@ def task_gpu_environment() -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": _task_gpu[0]}
 
 
-def run_local_task(launcher_pid: int, cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_task: int) -> list[T]:
+def run_local_task(launcher_pid: int, cells: Sequence[Callable[[TaskFunction], T]], names: Sequence[str],
+                   cells_per_task: int, task_function: TaskFunction, lost_task: LostTask) -> list[T]:
     """One task of the local launcher, in a joblib worker: its cells at once (:func:`run_cells`).
 
-    The worker ends with the launching process, as a worker running one cell does; its cells then
-    end with it.
+    A cell is called with the task function it runs: the app's in its own process, or, for a lost
+    cell, `lost_task` with the loss's message, in this one. The worker ends with the launching
+    process, as a worker running one cell does; its cells then end with it.
     """
     from spacing.sweep_callback import end_with_parent
 
     if os.getppid() == launcher_pid:
         end_with_parent(launcher_pid)
-    return run_cells(cells, names, cells_per_task)
+    calls = [partial(cell, task_function) for cell in cells]
+    return run_cells(calls, names, cells_per_task, lambda index, message: cells[index](partial(lost_task, message)))
 
 
 class SlurmTask:
     """One array task of the SLURM launcher: its cells at once, each as hydra-submitit-launcher runs one.
 
     `slurm` is the upstream launcher object, whose call runs one cell (what a task runs with one
-    cell per task). Submitit calls :meth:`checkpoint` on pre-emption or time-out: the task is
-    requeued with the same cells, and each resumes (or is skipped) on its own.
+    cell per task); a lost cell is run by a copy of it whose task function is `lost_task`. Submitit
+    calls :meth:`checkpoint` on pre-emption or time-out: the task is requeued with the same cells,
+    and each resumes (or is skipped) on its own.
     """
 
-    def __init__(self, slurm: Any, cells_per_task: int) -> None:
+    def __init__(self, slurm: Any, cells_per_task: int, lost_task: LostTask) -> None:
         self.slurm = slurm
         self.cells_per_task = cells_per_task
+        self.lost_task = lost_task
 
     def __call__(self, cells: list[tuple[Any, ...]]) -> list[Any]:
         calls = [partial(self.slurm, *cell) for cell in cells]
-        return run_cells(calls, [" ".join(cell[0]) for cell in cells], self.cells_per_task)
+        return run_cells(calls, [" ".join(cell[0]) for cell in cells], self.cells_per_task, partial(self._lost, cells))
+
+    def _lost(self, cells: list[tuple[Any, ...]], index: int, message: str) -> Any:
+        launcher = copy.copy(self.slurm)
+        launcher.task_function = partial(self.lost_task, message)
+        return launcher(*cells[index])
 
     def checkpoint(self, cells: list[tuple[Any, ...]]) -> Any:
         import submitit

@@ -21,7 +21,7 @@ import spacing.task_cells as task_cells
 from spacing.cli import thread_count
 from spacing.compose import register_configs
 from spacing.errors import ConfigError
-from spacing.task_cells import TASK_CELLS_VARIABLE, CellsLost, check_cells_per_task, run_cells, tasks_of
+from spacing.task_cells import TASK_CELLS_VARIABLE, check_cells_per_task, run_cells, tasks_of
 from tests.helpers import CONF, ROOT, cli_env
 
 BARRIER_S = 60.0
@@ -49,6 +49,10 @@ def finish_later(path: str) -> str:
     return "finished"
 
 
+def lost(index: int, message: str) -> tuple[str, int, str]:
+    return "lost", index, message
+
+
 def task_view() -> tuple[str | None, object]:
     """What a cell sees of its task: the cells-per-task variable and how it handles SIGUSR2."""
     return os.environ.get(TASK_CELLS_VARIABLE), signal.getsignal(signal.SIGUSR2)
@@ -69,31 +73,51 @@ def test_cells_per_task_must_be_a_whole_number_of_at_least_one(value: object) ->
 
 def test_cells_of_a_task_run_at_the_same_time_in_processes_of_their_own(tmp_path: Path) -> None:
     cells = [lambda name=name: wait_for_siblings(str(tmp_path), name, 3) for name in "abc"]
-    pids = run_cells(cells, ["a", "b", "c"], 3)
+    pids = run_cells(cells, ["a", "b", "c"], 3, lost)
     assert len(set(pids)) == 3 and os.getpid() not in pids
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
 
 
-def test_a_cell_whose_process_dies_does_not_stop_its_sibling(tmp_path: Path) -> None:
+def test_a_cell_whose_process_dies_is_lost_at_once_and_its_sibling_goes_on(tmp_path: Path) -> None:
     done = tmp_path / "sibling"
-    with pytest.raises(CellsLost) as lost:
-        run_cells([crash, lambda: finish_later(str(done))], ["seed=0 (crashes)", "seed=1"], 2)
-    assert str(lost.value) == (
-        "1 of the task's 2 cells ended without a result: seed=0 (crashes) (exit code 3); "
-        "launching the sweep again resumes them from their checkpoints."
+    reported: list[bool] = []
+
+    def report(index: int, message: str) -> tuple[str, int, str]:
+        reported.append(done.exists())
+        return lost(index, message)
+
+    results = run_cells([crash, lambda: finish_later(str(done))], ["seed=0 (crashes)", "seed=1"], 2, report)
+    assert results == [("lost", 0, "the process of cell seed=0 (crashes) ended without a result (exit code 3)"),
+                       "finished"]
+    assert reported == [False]  # reported while the sibling still ran, not after it
+    assert done.read_text() == "done"
+
+
+def test_a_killed_cell_is_lost_with_the_signal_named() -> None:
+    (result,) = run_cells([lambda: os.kill(os.getpid(), signal.SIGKILL)], ["seed=0"], 1, lost)
+    assert result == ("lost", 0, "the process of cell seed=0 ended without a result (killed by signal SIGKILL)")
+
+
+def test_cells_start_from_a_joblib_worker() -> None:
+    """The local launcher's tasks run in loky workers, whose start method a multiprocessing child would inherit and
+    not find (issue 27: every cell lost, and a launch that never ended); two workers, two cells each."""
+    from joblib import Parallel, delayed
+
+    tasks = Parallel(n_jobs=2, backend="loky")(
+        delayed(run_cells)([lambda i=i: i * i, lambda i=i: -i], [f"{i}a", f"{i}b"], 2, lost) for i in (1, 2)
     )
-    assert done.read_text() == "done"  # the sibling ran to its end before the task reported the loss
+    assert tasks == [[1, -1], [4, -2]]
 
 
 def test_results_come_back_in_the_order_of_the_cells() -> None:
-    assert run_cells([lambda i=i: i * i for i in range(4)], ["0", "1", "2", "3"], 4) == [0, 1, 4, 9]
+    assert run_cells([lambda i=i: i * i for i in range(4)], ["0", "1", "2", "3"], 4, lost) == [0, 1, 4, 9]
 
 
 def test_a_cell_sees_the_cells_per_task_and_ignores_the_signals_its_task_handles(monkeypatch: pytest.MonkeyPatch) -> None:
-    (unhandled,) = run_cells([task_view], ["cell"], 4)  # a task of 1 cell in a launch of 4 per task
+    (unhandled,) = run_cells([task_view], ["cell"], 4, lost)  # a task of 1 cell in a launch of 4 per task
     assert unhandled == ("4", signal.SIG_DFL)
     monkeypatch.setattr(signal, "getsignal", lambda number: print if number == signal.SIGUSR2 else signal.SIG_DFL)
-    (handled,) = run_cells([task_view], ["cell"], 4)  # as submitit's pre-emption handler in a SLURM task
+    (handled,) = run_cells([task_view], ["cell"], 4, lost)  # as submitit's pre-emption handler in a SLURM task
     assert handled == ("4", signal.SIG_IGN)
 
 

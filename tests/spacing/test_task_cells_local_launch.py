@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -122,3 +123,37 @@ def test_the_cells_of_a_task_train_at_once_and_a_stopped_launch_resumes_each_on_
     logged = logged_epochs(long)
     assert all(logged.count(epoch) == 1 for epoch in range(1, resumed + 1)), logged
     assert sorted(set(logged)) == list(range(1, long_epochs + 1))
+
+
+def test_a_killed_cell_process_is_lost_at_once_and_the_other_cells_complete(tmp_path: Path) -> None:
+    """n_jobs=2 workers of 2 cells each (issue 27: this launch once hung). One long cell's process is killed
+    mid-run: within seconds its marker says lost, the three others complete, and the launch exits 4 naming it."""
+    sweep = tmp_path / "multirun" / "killed"
+    args = ("method=baseline", *CELL_TINY, "dataset.train_size=4096", "trainer.epochs=2,12", "seed=0,1",
+            "hydra/launcher=local", "hydra.launcher.n_jobs=2", "hydra.launcher.cells_per_task=2",
+            f"hydra.sweep.dir={sweep}")
+    driver = launch_in_background(*args, cwd=tmp_path)
+    try:
+        def long_cell_training() -> Path | None:
+            for cell in cells(sweep):
+                record = (cell / "result.json").exists() and read_record(cell)
+                if record and record["config"]["trainer"]["epochs"] == 12 and record["seed"] == 0:
+                    return cell if history_epochs(cell) else None
+            return None
+
+        killed = wait_for(long_cell_training, 300, "the long seed-0 cell to train an epoch")
+        os.kill(marker(killed)["pid"], signal.SIGKILL)
+        wait_for(lambda: marker(killed)["outcome"] == "lost", 10, "the killed cell to be marked lost")
+        driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    output = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 4, output[-3000:]
+    assert "launching 4 cells, 2 per task, in 2 tasks: 2 worker processes start a process per cell, " \
+           "at most 4 cells at once; 6 processes in total" in output
+    assert summary_line(output) == f"sweep {sweep}: 4 cells, 3 completed, 0 skipped, 0 failed, 1 lost"
+    assert f"  lost: {killed} (see the log in the cell dir)" in output
+    assert "ended without a result (killed by signal SIGKILL)" in (killed / "run.log").read_text()
+    others = [cell for cell in cells(sweep) if cell != killed]
+    assert len(others) == 3 and all(read_record(cell)["status"] == "completed" for cell in others)

@@ -235,9 +235,6 @@ def test_a_group_stopped_by_a_cell_running_elsewhere_keeps_its_completed_cells(t
 def test_submit_submits_one_task_per_job_and_records_each_cells_task(tmp_path: Path, monkeypatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import spacing.submit
-    from spacing.sweeper import register_plugin
-
-    register_plugin()
     from hydra_plugins.spacing_launchers import CellsPerTaskSlurmLauncher
 
     submitted: list[list[str]] = []

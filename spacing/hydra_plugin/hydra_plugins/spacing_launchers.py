@@ -2,15 +2,16 @@
 
 ``hydra.launcher.cells_per_task=k`` runs k cells at once in each task (spacing.task_cells says
 how, and what the cells share); 1, the default, launches exactly as the upstream launcher does.
-conf/hydra/launcher/{slurm,local}.yaml select these classes. They live here, in a portion of
-Hydra's ``hydra_plugins`` namespace package (see spacing_sweeper.py), because Hydra instantiates
-launchers only from that namespace. Their config schemas (spacing.launcher_schemas) are registered
-here: Hydra's plugin scan runs this module before it composes ``hydra/launcher``, as it does the
-upstream launchers' modules that register theirs.
+conf/hydra/launcher/{slurm,local}.yaml select these classes. They live here, in spacing's portion of
+Hydra's ``hydra_plugins`` namespace package (installed by ``pip install``, see spacing_sweeper.py),
+because Hydra instantiates launchers only from that namespace. Their config schemas
+(spacing.launcher_schemas) are registered here: Hydra's plugin scan runs this module before it
+composes ``hydra/launcher``, as it does the upstream launchers' modules that register theirs.
 
-A SLURM task unpickles what it runs in a fresh process, where this namespace portion is not on
-``sys.path``: the objects sent to the cluster are therefore upstream classes
-(:class:`SlurmLauncher`) and :class:`spacing.task_cells.SlurmTask`, never the classes defined here.
+A SLURM task unpickles what it runs in a fresh process, which may run from a checkout that is not
+installed on the node (its ``setup`` lines put the checkout on the path): the objects sent to the
+cluster are therefore upstream classes (:class:`SlurmLauncher`) and
+:class:`spacing.task_cells.SlurmTask`, never the classes defined here.
 """
 
 import logging
@@ -50,27 +51,34 @@ class CellsPerTaskJoblibLauncher(JoblibLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.cells_per_task == 1:
             return super().launch(job_overrides, initial_job_idx)
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        from spacing.cli import lost_cell  # here, not above: Hydra's plugin scan imports this module in every app
 
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+
         settings = {**self.joblib, "backend": "loky"}  # as upstream: Hydra needs processes, not threads
         process_joblib_cfg(settings)
         state = Singleton.get_state()
         cells = [
             (" ".join(filter_overrides(overrides)),
-             partial(execute_job, initial_job_idx + i, overrides, self.hydra_context, self.config, self.task_function, state))
+             partial(execute_job, initial_job_idx + i, overrides, self.hydra_context, self.config, singleton_state=state))
             for i, overrides in enumerate(job_overrides)
         ]
         tasks = tasks_of(cells, self.cells_per_task)
-        log.info("Joblib.Parallel(%s) is launching %d cells, %d per task, in %d tasks",
-                 ",".join(f"{k}={v}" for k, v in settings.items()), len(cells), self.cells_per_task, len(tasks))
+        workers = min(effective_n_jobs(settings["n_jobs"]), len(tasks))
+        log.info("Joblib.Parallel(%s) is launching %d cells, %d per task, in %d tasks: %d worker processes start a "
+                 "process per cell, at most %d cells at once; %d processes in total",
+                 ",".join(f"{k}={v}" for k, v in settings.items()), len(cells), self.cells_per_task, len(tasks),
+                 workers, min(workers * self.cells_per_task, len(cells)), workers + len(cells))
         for index, (name, _) in enumerate(cells):
             log.info("\t#%d : %s", initial_job_idx + index, name)
         runs = Parallel(**settings)(
-            delayed(run_local_task)(os.getpid(), [cell for _, cell in task], [name for name, _ in task], self.cells_per_task)
+            delayed(run_local_task)(os.getpid(), [cell for _, cell in task], [name for name, _ in task], self.cells_per_task,
+                                    self.task_function, lost_cell)
             for task in tasks
         )
         return [run for task in runs for run in task]
@@ -97,6 +105,9 @@ class CellsPerTaskSlurmLauncher(Launcher):
         log.info("Submitit 'slurm' sweep output dir : %s", self.slurm.config.hydra.sweep.dir)
         for index, overrides in enumerate(job_overrides):
             log.info("\t#%d : %s", initial_job_idx + index, " ".join(filter_overrides(overrides)))
+        tasks = -(-len(job_overrides) // self.cells_per_task)
+        log.info("submitting %d cells, %d per task, as a job array of %d tasks: each task process starts a process per "
+                 "cell; %d processes in total", len(job_overrides), self.cells_per_task, tasks, tasks + len(job_overrides))
         jobs = self.submit(job_overrides, initial_job_idx)
         return [run for job in jobs for run in job.results()[0]]
 
@@ -122,4 +133,7 @@ class CellsPerTaskSlurmLauncher(Launcher):
         ]
         if self.cells_per_task == 1:
             return list(executor.map_array(self.slurm, *zip(*cells, strict=True)))
-        return list(executor.map_array(SlurmTask(self.slurm, self.cells_per_task), tasks_of(cells, self.cells_per_task)))
+        from spacing.cli import lost_cell  # as in the local launcher's launch
+
+        task = SlurmTask(self.slurm, self.cells_per_task, lost_cell)
+        return list(executor.map_array(task, tasks_of(cells, self.cells_per_task)))

@@ -1,9 +1,11 @@
 """spacing's grid sweeper, where Hydra accepts it: Hydra instantiates plugins from ``hydra_plugins`` only.
 
 This directory is a portion of the ``hydra_plugins`` namespace package (no ``__init__.py``, on
-purpose), put on ``sys.path`` by :func:`spacing.sweeper.register_plugin`. The class lives here, not
-in :mod:`spacing.sweeper`, because Hydra's plugin scan re-executes its core plugin modules: a
-subclass of ``BasicSweeper`` must be defined after that scan, as the scan defines this module.
+purpose), installed as ``hydra_plugins`` by ``pip install`` (pyproject.toml), as Hydra's own plugins
+are: any Hydra app in the environment finds it. The class lives here, not in :mod:`spacing.sweeper`,
+because Hydra's plugin scan re-executes its core plugin modules: a subclass of ``BasicSweeper`` must
+be defined after that scan, as the scan defines this module. Its config schema is registered here
+(``hydra/sweeper=spacing_grid``), as Hydra's plugins register theirs during that scan.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
-from spacing.sweeper import cached, grid_cells, grid_jobs
+from spacing.sweeper import GridSweeperConf, cached, grid_cells, grid_jobs
+
+ConfigStore.instance().store(group="hydra/sweeper", name="spacing_grid", node=GridSweeperConf, provider="spacing")
 
 
 class SpacingSweeper(BasicSweeper):
