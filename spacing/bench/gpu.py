@@ -112,8 +112,12 @@ class Sizes:
     short_train_size: int
     """Train size of the host-sync and compile-coverage runs: small, and leaving a short last batch."""
     tolerance: float
-    """Largest bf16 - fp32 gap in test accuracy that passes (generous for the toy runs of the quick
-    mode, which keep the check working; the parity evidence on CPU is tests/spacing/test_speed_precision.py)."""
+    """Largest bf16 - fp32 gap in test accuracy that passes (and, for an inexact resume, its gap)."""
+    judge_parity_gap: bool
+    """Whether the parity check judges the gap. Not at the quick mode's toy sizes, which keep the check
+    working (both precisions must learn): there one run's accuracy is noise, fp32 alone gave 0.75,
+    0.83 and 0.91 for self KD over three seeds; the parity evidence on CPU is
+    tests/spacing/test_speed_precision.py."""
     log_every: int
     """trainer.log_every of the host-sync check: where syncs are allowed."""
     speed_model: str
@@ -125,12 +129,12 @@ class Sizes:
 
 FULL = Sizes(
     model="resnet18", width=None, image_size=32, crop_padding=4, cutout=16, train_size=6000, test_size=2000, epochs=4, batch_size=128,
-    short_train_size=2000, tolerance=0.04, log_every=5,
+    short_train_size=2000, tolerance=0.04, judge_parity_gap=True, log_every=5,
     speed_model="resnet18", speed_width=None, speed_steps=100, speed_batch=128, speed_backend="inductor",
 )  # fmt: skip
 QUICK = Sizes(
     model="small_cnn", width=8, image_size=16, crop_padding=2, cutout=8, train_size=800, test_size=400, epochs=4, batch_size=50,
-    short_train_size=300, tolerance=0.15, log_every=4,
+    short_train_size=300, tolerance=0.15, judge_parity_gap=False, log_every=4,
     speed_model="small_cnn", speed_width=4, speed_steps=3, speed_batch=16, speed_backend="eager",
 )  # fmt: skip
 NUM_CLASSES = 10
@@ -196,11 +200,14 @@ def check_parity(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) -
                 record = trained(config_for(case, sizes, device, precision=precision), tmp / f"parity-{case.label}-{precision}")
                 accuracy[precision] = record["metrics"][case.target]["test_acc"]
             gap = abs(accuracy["bf16"] - accuracy["fp32"])
-            learned = accuracy["fp32"] > 2 / NUM_CLASSES
+            unlearned = [precision for precision, value in accuracy.items() if value <= 2 / NUM_CLASSES]
             detail = f"{case.target} {accuracy['bf16']:.2f} vs {accuracy['fp32']:.2f} (fp32)"
-            if not learned:
-                detail += f"; fp32 did not learn (chance is {1 / NUM_CLASSES:.2f})"
-            say.judge(learned and gap <= sizes.tolerance, check, f"{detail}, tolerance {sizes.tolerance:.2f}")
+            if unlearned:
+                detail += f"; {' and '.join(unlearned)} did not learn (chance is {1 / NUM_CLASSES:.2f})"
+            if sizes.judge_parity_gap:
+                say.judge(not unlearned and gap <= sizes.tolerance, check, f"{detail}, tolerance {sizes.tolerance:.2f}")
+            else:
+                say.judge(not unlearned, check, f"{detail}, both learn (the gap is not judged at toy size)")
 
 
 def check_syncs(sizes: Sizes, device: torch.device, tmp: Path, say: Verdicts) -> None:

@@ -51,7 +51,7 @@ def test_quick_mode_prints_a_passing_verdict_per_check(capsys: pytest.CaptureFix
     assert all(v["verdict"] == "INFO" for v in verdicts if v["check"].startswith("speed"))  # CPU timings are not judged
 
     parity = by_check["bf16 parity online_kd interval 1"]["detail"]
-    assert re.fullmatch(r"student \d\.\d\d vs \d\.\d\d \(fp32\), tolerance 0\.15", parity), parity
+    assert re.fullmatch(r"student \d\.\d\d vs \d\.\d\d \(fp32\), both learn \(the gap is not judged at toy size\)", parity), parity
     assert re.fullmatch(r"\d+ sync points in \d+ steps, \d+ host reads \(each a sync on a GPU\); log_every 4", by_check["host syncs self_kd interval 1"]["detail"])
     assert re.fullmatch(r"\d+ graphs run \d+ times, 0 graph breaks, 0 recompile-limit hits \(eager backend\)", by_check["compile coverage self_kd interval 1"]["detail"])
     assert re.search(r"\d[\d,]* images/s \(small_cnn, batch 16, cpu\) \d+\.\d\dx$", by_check["speed + compile"]["detail"])
