@@ -12,7 +12,7 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.labels import METRICS
-from spacing.errors import EXIT_USER_ERROR
+from spacing.contract import EXIT_USER_ERROR
 
 USAGE = """\
 python -m analysis SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--metric final|best_val|best_test] [--target NAME] [--cell SPEC]

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.tidy import CELL
-from spacing.contract import ACCURACY_METRICS, COMPLETED, DIVERGED, FAILED, HISTORY_FILE, RUNNING
-from spacing.record import history_problem
+from spacing.contract import ACCURACY_METRICS, COMPLETED, DIVERGED, FAILED, HISTORY_FILE, RUNNING, history_problem
 
 STATUS_ORDER = (COMPLETED, RUNNING, DIVERGED, FAILED)
 """Which of two records of one run is kept: the first status in this order."""
@@ -118,7 +117,7 @@ def impossible(record: dict[str, Any]) -> str | None:
 
 def _history_disagrees(record: dict[str, Any]) -> str | None:
     """Why the completed record's history.csv (where one was written) does not agree with it: truncated,
-    rows dropped, impossible values (:func:`spacing.record.history_problem`, its rows alone)."""
+    rows dropped, impossible values (:func:`spacing.contract.history_problem`, its rows alone)."""
     run_dir = Path(record["path"]) if record.get("path") else None
     if run_dir is None or not (run_dir / HISTORY_FILE).exists():
         return None

@@ -1,4 +1,4 @@
-"""Errors a user can cause and fix, and the exit codes of the command line.
+"""Errors a user can cause and fix (the exit codes of the command lines live in :mod:`spacing.contract`).
 
 Anything raised as a :class:`UserError` is shown as one sentence (no traceback) and ends the
 process with exit code 2; everything else is a bug and keeps its traceback (exit code 1).
@@ -6,16 +6,8 @@ process with exit code 2; everything else is a bug and keeps its traceback (exit
 
 from pathlib import Path
 
-EXIT_BUG = 1
-"""An unexpected exception: its traceback is printed."""
-EXIT_USER_ERROR = 2
-"""Bad input the user can fix: one sentence on stderr, nothing trained."""
-EXIT_DIVERGED = 3
-"""A single run whose loss stopped being finite (recorded as ``diverged``)."""
-EXIT_INCOMPLETE = 4
-"""A multirun in which at least one cell did not complete (failed, diverged or unfinished)."""
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (128 + SIGINT, as shells report it): the run stays resumable."""
+from spacing.contract import EXIT_BUG, EXIT_DIVERGED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR  # noqa: F401 - their home is the contract
+
 
 
 class UserError(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import platform
 import subprocess
 import time
@@ -21,44 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from spacing.atomic import atomic_write_text
 from spacing.config import SCHEMAS
-from spacing.contract import HISTORY_COLUMNS, HISTORY_FILE, RESULT_FILE, RUNNING, STATUSES
+from spacing.contract import HISTORY_COLUMNS, HISTORY_FILE, RESULT_FILE, RUNNING, STATUSES, summarize
 
 if TYPE_CHECKING:
     import torch
 
 _PACKAGES = ("torch", "torchvision", "numpy", "omegaconf", "hydra-core", "submitit")
-
-
-def summarize(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per target: final, best-on-test and best-on-validation accuracies from the history rows.
-
-    ``test_acc`` is the last epoch's test accuracy; ``best_test_acc`` the best over epochs (what
-    the paper reports); ``test_acc_at_best_val`` the test accuracy at the epoch with the best
-    validation accuracy (the honest model-selection number). Ties go to the earliest epoch.
-    """
-    metrics: dict[str, dict[str, Any]] = {}
-    for target in dict.fromkeys(row["target"] for row in history):
-        rows = sorted((r for r in history if r["target"] == target), key=lambda r: r["epoch"])
-        best_test = max(rows, key=lambda r: r["test_acc"])
-        entry: dict[str, Any] = {
-            "test_acc": rows[-1]["test_acc"],
-            "best_test_acc": best_test["test_acc"],
-            "best_test_epoch": best_test["epoch"],
-            "val_acc": rows[-1]["val_acc"],
-            "best_val_acc": None,
-            "best_val_epoch": None,
-            "test_acc_at_best_val": None,
-        }
-        with_val = [r for r in rows if r["val_acc"] is not None]
-        if with_val:
-            best_val = max(with_val, key=lambda r: r["val_acc"])
-            entry.update(
-                best_val_acc=best_val["val_acc"],
-                best_val_epoch=best_val["epoch"],
-                test_acc_at_best_val=best_val["test_acc"],
-            )
-        metrics[target] = entry
-    return metrics
 
 
 def package_versions() -> dict[str, str | None]:
@@ -165,64 +132,6 @@ def read_record(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     return record, None
 
 
-def history_problem(out_dir: Path, record: dict[str, Any], derives_metrics: bool = True) -> str | None:
-    """Why history.csv in `out_dir` does not agree with the finished `record`, or None when it does.
-
-    The history agrees when it has every epoch of every target once and only possible values
-    (accuracies in [0, 1], a finite loss); with `derives_metrics`, also when it gives the record's
-    metrics again (:func:`summarize`: what this release's runner checks before skipping a cell).
-    Analysis reads records of any release and of other tools, whose metrics need not be this
-    release's summary of the history: it checks the rows alone, up to the record's last epoch.
-    """
-    path = out_dir / HISTORY_FILE
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = tuple(reader.fieldnames or ())
-            if header != HISTORY_COLUMNS:
-                return f"{path} has the columns {', '.join(header) or 'none'}, not {', '.join(HISTORY_COLUMNS)}"
-            rows = [_history_row(row) for row in reader]
-    except FileNotFoundError:
-        return f"{path} is missing"
-    except (OSError, ValueError, TypeError) as exc:
-        return f"{path} cannot be read ({exc})"
-    epochs = int(record.get("epochs_completed") or 0)
-    if not derives_metrics:  # rows past the record's epochs are ignored by analysis (result.json is authoritative)
-        rows = [row for row in rows if row["epoch"] <= epochs]
-    for target in record.get("metrics") or {}:
-        seen = sorted(row["epoch"] for row in rows if row["target"] == target)
-        if seen != list(range(1, epochs + 1)):
-            return f"{path} holds epochs {_span(seen)} of target {target}, not 1-{epochs}"
-    impossible = [row for row in rows if not _possible(row)]
-    if impossible:
-        return f"{path} holds impossible values at epoch {impossible[0]['epoch']} of target {impossible[0]['target']}"
-    if not derives_metrics:
-        return None
-    derived = summarize(rows)
-    for target, metrics in (record.get("metrics") or {}).items():
-        if any(derived[target].get(key) != value for key, value in metrics.items()):  # keys an older release wrote too
-            return f"{path} does not give the metrics of {out_dir / RESULT_FILE} (target {target})"
-    return None
-
-
-def _history_row(row: dict[str, str]) -> dict[str, Any]:
-    """A history.csv row with its numbers parsed (an empty val_acc: None)."""
-    parsed: dict[str, Any] = {"epoch": int(row["epoch"]), "target": row["target"]}
-    for column in HISTORY_COLUMNS[2:]:
-        parsed[column] = float(row[column]) if row[column] not in ("", None) else None
-    return parsed
-
-
-def _possible(row: dict[str, Any]) -> bool:
-    accuracies = [row[column] for column in ("train_acc", "val_acc", "test_acc") if row[column] is not None]
-    loss = row["train_loss"]
-    return all(0.0 <= value <= 1.0 for value in accuracies) and row["test_acc"] is not None and (
-        loss is None or math.isfinite(loss)
-    )
-
-
-def _span(epochs: list[int]) -> str:
-    return f"{epochs[0]}-{epochs[-1]} ({len(epochs)} rows)" if epochs else "none"
 
 
 class RunRecord:

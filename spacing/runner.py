@@ -40,11 +40,12 @@ from spacing.contract import (
     HISTORY_FILE,
     PREVIOUS_CHECKPOINT_FILE,
     RESULT_FILE,
+    history_problem,
 )
 from spacing.errors import DiskFull, UserError
 from spacing.loggers import LoggerList, build_loggers
 from spacing.loop import Trainer
-from spacing.record import RunRecord, history_problem, read_record, read_result
+from spacing.record import RunRecord, read_record, read_result
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from spacing.contract import HISTORY_COLUMNS
+from spacing.contract import HISTORY_COLUMNS, history_problem
 from spacing.errors import ConfigError
-from spacing.record import history_problem, read_record
+from spacing.record import read_record
 from spacing.runner import run
 from tests.helpers import FAST, compose_config
 from tests.spacing.test_runner_damaged_files import history, record
