@@ -53,12 +53,17 @@ def _verdict(root) -> str:
     return line
 
 
-def _ci(spaced: dict[int, float], reference: dict[int, float]) -> tuple[float, float, float]:
-    """mean ± t(0.975, n - 1) sd / sqrt(n) of the per-seed differences in points, stated independently."""
+def _paired(spaced: dict[int, float], reference: dict[int, float]) -> tuple[int, float, float]:
+    """n, mean and sd of the per-seed differences in points."""
     diffs = [100 * (spaced[s] - reference[s]) for s in sorted(spaced)]
     n = len(diffs)
     mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    return n, mean, math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+
+
+def _ci(spaced: dict[int, float], reference: dict[int, float]) -> tuple[float, float, float]:
+    """mean ± t(0.975, n - 1) sd / sqrt(n) of the per-seed differences in points, stated independently."""
+    n, mean, sd = _paired(spaced, reference)
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
 
@@ -80,10 +85,7 @@ def test_beats_massed_and_its_control(tmp_path, write_run, make_record):
 def _power(spaced: dict[int, float], reference: dict[int, float]) -> str:
     """The verdict's power sentence, stated independently: the smallest detectable gain (t_.975 + t_.80) sd / sqrt(n)
     and the seeds for a 95 % interval of +-1 point (the least n with t_.975(n - 1) sd / sqrt(n) <= 1)."""
-    diffs = [100 * (spaced[s] - reference[s]) for s in sorted(spaced)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    n, _, sd = _paired(spaced, reference)
     detectable = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.80, n - 1)) * sd / math.sqrt(n)
     needed = next(k for k in range(2, 10_000) if stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k) <= 1.0)
     plan = (f"a 95 % CI of ±1 point needs {needed} paired seeds" if needed > n
