@@ -43,14 +43,14 @@ def submit(args: argparse.Namespace) -> int:
                             "launch it with python run.py -m instead.")
         if str(OmegaConf.select(master, "hydra.launcher._target_")) != SLURM_LAUNCHER:
             raise UserError("spacing submit needs the SLURM launcher: add hydra/launcher=slurm (or a cluster=NAME profile).")
-        check_launcher(master)
-        guard_outputs(master, multirun=True)
         sweep_dir = Path(str(master.hydra.sweep.dir))
         finished = make_plan(session, master)
         if finished.cells and not finished.invalid and all(cell.state == COMPLETED for cell in finished.cells):
             print(f"nothing to do: every cell of sweep {shown(sweep_dir)} is completed ({counted(len(finished.cells), 'cell')}); "
                   f"nothing was submitted. Its analysis: python -m analysis {shown(sweep_dir)}")
             return 0
+        check_launcher(master)  # after: a finished grid needs no cluster
+        guard_outputs(master, multirun=True)
         probe_writable(sweep_dir, "hydra.sweep.dir")
         callbacks = Callbacks(master)
         callbacks.on_multirun_start(config=master, config_name=master.hydra.job.config_name)

@@ -19,6 +19,9 @@ def test_submit_on_a_finished_grid_submits_nothing(tmp_path: Path) -> None:
     sbatch = bin_dir / "sbatch"  # an sbatch that leaves a mark if anything calls it
     sbatch.write_text(f"#!/bin/sh\ntouch {tmp_path / 'sbatch-called'}\nexit 1\n")
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
+    scontrol = bin_dir / "scontrol"  # a controller that answers, were it asked (a finished grid needs none)
+    scontrol.write_text("#!/bin/sh\necho 'Slurmctld(primary) at node is UP'\n")
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
     env = cli_env()
     env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), env.get("PATH", "")])
     done = subprocess.run([sys.executable, "-m", "spacing", "submit", *grid, *SLURM_CPU], cwd=tmp_path, env=env,
