@@ -63,7 +63,7 @@ from spacing.preflight import check_machine, check_sweep_options
 from spacing.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, StorageError, UserError
 from spacing.permissions import guard_outputs
 from spacing.record import read_result
-from spacing.sweep_callback import LOST, launch_exit_code
+from spacing.sweep_callback import LOST, SKIPPED, launch_exit_code
 from spacing.sweeper import group_cells, is_group
 from spacing.task_cells import cells_in_task, check_cells_per_task
 
@@ -218,6 +218,10 @@ def check_controller() -> None:
     )
 
 
+PROBE_ATTEMPTS = 5
+"""How often :func:`probe_writable` makes its folder again when another process removed it in between."""
+
+
 def probe_writable(path: Path, key: str) -> None:
     """Create `path` and a file in it (then remove what was created), or raise StorageError naming `key`."""
     created = []
@@ -226,8 +230,14 @@ def probe_writable(path: Path, key: str) -> None:
         created.append(probe)
         probe = probe.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path, prefix=".spacing-write-check-")
+        for attempt in range(PROBE_ATTEMPTS):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                handle, name = tempfile.mkstemp(dir=path, prefix=".spacing-write-check-")
+                break
+            except FileNotFoundError:  # a launch of the same grid probing at once removed the folder it had made
+                if attempt == PROBE_ATTEMPTS - 1:
+                    raise
         os.close(handle)
         os.unlink(name)
     except OSError as exc:
@@ -304,7 +314,7 @@ def train(cfg: DictConfig) -> Outcome:
     failing cell is recorded and logged and the sweep goes on; an optimising sweeper gets
     :class:`TrialFailed` for it instead, which is how it counts a failed trial.
     """
-    from spacing.runner import run  # torch: only once a run starts
+    from spacing.runner import run_cell  # torch: only once a run starts
 
     settings = HydraConfig.get()
     out_dir = Path(settings.runtime.output_dir)
@@ -317,7 +327,7 @@ def train(cfg: DictConfig) -> Outcome:
     if sweep_dir is not None and is_group(cfg):
         return _train_group(cfg, sweep_dir)
     try:
-        record = run(cfg, out_dir, sweep_dir)
+        ran = run_cell(cfg, out_dir, sweep_dir)
     except KeyboardInterrupt:
         print(f"error: interrupted at epoch {_epochs_done(out_dir)} ({shown(out_dir)}); "
               f"{to_resume(*_LAUNCHED[dir_key], key=f'hydra.{dir_key}.dir')}", file=sys.stderr)
@@ -341,6 +351,7 @@ def train(cfg: DictConfig) -> Outcome:
         else:
             log.error("failed: %s (%s)", message, out_dir)
         return _failed(settings, message, FAILED)
+    record = ran.record
     _report(record, out_dir, single)
     if record["status"] != COMPLETED:
         if single:
@@ -353,18 +364,18 @@ def train(cfg: DictConfig) -> Outcome:
             f"{out_dir} has no {cfg.objective.metric} to return to the sweeper; it needs a validation split "
             "(dataset.val_fraction > 0) and an evaluated objective.target.", FAILED
         )
-    return Outcome(math.nan if value is None else value, COMPLETED)
+    return Outcome(math.nan if value is None else value, SKIPPED if ran.skipped else COMPLETED)
 
 
 def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
     """A fused group's job (grid sweeps only): train its cells in one process, each into its own cell dir,
     and return each cell's status. As for one cell, a failure is recorded and the sweep goes on."""
-    from spacing.fused import run_group  # torch: only once a run starts
+    from spacing.fused import run_group_cells  # torch: only once a run starts
 
     cells = group_cells(cfg, sweep_dir)
     dirs = [cell_dir for _, cell_dir in cells]
     try:
-        records = run_group(cells, sweep_dir)
+        ran = run_group_cells(cells, sweep_dir)
     except KeyboardInterrupt:
         print(f"error: interrupted while training the fused group of {len(cells)} cells of {shown(dirs[0])}; "
               f"{to_resume(*_LAUNCHED['sweep'])}", file=sys.stderr)
@@ -379,10 +390,10 @@ def _train_group(cfg: DictConfig, sweep_dir: Path) -> Outcome:
         else:
             log.error("failed: %s (the fused group of %s)", message, shown(dirs[0]))
         return _stopped_group(dirs, FAILED)
-    for record, cell_dir in zip(records, dirs, strict=True):
-        _report(record, cell_dir, single=False)
-    statuses = {cell_dir.name: str(record["status"]) for record, cell_dir in zip(records, dirs, strict=True)}
-    overall = COMPLETED if all(status == COMPLETED for status in statuses.values()) else FAILED
+    for cell, cell_dir in zip(ran, dirs, strict=True):
+        _report(cell.record, cell_dir, single=False)
+    statuses = {cell_dir.name: SKIPPED if cell.skipped else str(cell.record["status"]) for cell, cell_dir in zip(ran, dirs, strict=True)}
+    overall = COMPLETED if all(status in (COMPLETED, SKIPPED) for status in statuses.values()) else FAILED
     return Outcome(math.nan, overall, statuses)
 
 

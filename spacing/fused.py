@@ -41,21 +41,28 @@ from spacing.loop import Trainer, fit_together
 from spacing.methods import METHODS
 from spacing.neutral import comparable
 from spacing.run_log import cell_logs
-from spacing.runner import claim_cell, inspect_cell, new_record, prepare_cell, record_failure, run
+from spacing.runner import CellRun, claim_cell, inspect_cell, new_record, prepare_cell, record_failure, run_cell
 
 log = logging.getLogger(__name__)
 
 
 def run_group(cells: Sequence[tuple[DictConfig | Config, Path]], sweep_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Train the cells of one fused group, each into its own dir; returns each cell's run record, in the order given.
+    """Train the cells of one fused group, each into its own dir; returns each cell's run record, in the order given
+    (:func:`run_group_cells`' records)."""
+    return [cell.record for cell in run_group_cells(cells, sweep_dir)]
+
+
+def run_group_cells(cells: Sequence[tuple[DictConfig | Config, Path]], sweep_dir: Path | None = None) -> list[CellRun]:
+    """Train the cells of one fused group, each into its own dir; returns each cell's run record and whether it was
+    skipped, in the order given.
 
     Raises ConfigError (before anything is written) for a group that cannot fuse, naming the key
     that differs and is not fusable, and RunningElsewhere when another process holds one of its
-    cells. A group of one cell is :func:`spacing.runner.run`.
+    cells. A group of one cell is :func:`spacing.runner.run_cell`.
     """
     if len(cells) == 1:
         config, out_dir = cells[0]
-        return [run(config, out_dir, sweep_dir)]
+        return [run_cell(config, out_dir, sweep_dir)]
     out_dirs = [Path(out_dir) for _, out_dir in cells]
     dicts = [to_dict(config) for config, _ in cells]
     configs = [to_config(config) for config, _ in cells]
@@ -118,11 +125,12 @@ def common_start(resumables: Sequence[Resumable]) -> list[Resumable]:
 
 def _run_claimed(
     configs: list[Config], dicts: list[dict[str, Any]], out_dirs: list[Path], held: list[Claim], sweep_dir: Path | None
-) -> list[dict[str, Any]]:
+) -> list[CellRun]:
     inspected = [inspect_cell(out_dir, config) for out_dir, config in zip(out_dirs, dicts)]  # refuses before any write
     records: list[dict[str, Any] | None] = [
         prepare_cell(out_dir, config, completed) for out_dir, config, (completed, _) in zip(out_dirs, dicts, inspected)
     ]
+    skipped = [record is not None for record in records]
     pending = [i for i, record in enumerate(records) if record is None]
     if pending:
         starts = common_start([inspected[i][1] for i in pending])
@@ -138,7 +146,7 @@ def _run_claimed(
             )
         for i, record in zip(pending, trained):
             records[i] = record
-    return [record for record in records if record is not None]
+    return [CellRun(record, skip) for record, skip in zip(records, skipped) if record is not None]
 
 
 def _train(

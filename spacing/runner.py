@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,25 @@ RUNNER_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, RESULT_FILE, HISTORY_
 """The files a run writes into a cell dir (atomically, through temp files)."""
 
 
+@dataclass(frozen=True)
+class CellRun:
+    """What one job did with a cell: the cell's run record, and whether the job found it completed and skipped it.
+
+    Only the process holding the cell's claim can tell a skip from training: a launch that reads the
+    record around its job cannot, when another launch finishes the cell in between.
+    """
+
+    record: dict[str, Any]
+    skipped: bool
+
+
 def run(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | None = None) -> dict[str, Any]:
-    """Train one run into `out_dir` and return its run record (the content of result.json).
+    """Train one run into `out_dir` and return its run record (the content of result.json): :func:`run_cell`'s record."""
+    return run_cell(cfg, out_dir, sweep_dir).record
+
+
+def run_cell(cfg: DictConfig | Config, out_dir: Path | str, sweep_dir: Path | str | None = None) -> CellRun:
+    """Train one run into `out_dir`; its run record (the content of result.json), and whether it was skipped.
 
     The cell is claimed first: if another live process holds it, :class:`RunningElsewhere` is
     raised and nothing in `out_dir` is touched. A record or checkpoint of a different config is
@@ -89,11 +107,11 @@ def claim_cell(out_dir: Path, config_dict: dict[str, Any]) -> Claim:
 
 def _run_claimed(
     cfg: DictConfig | Config, config_dict: dict[str, Any], out_dir: Path, sweep_dir: Path | None, held: Claim
-) -> dict[str, Any]:
+) -> CellRun:
     completed, resumable = inspect_cell(out_dir, config_dict)
     skipped = prepare_cell(out_dir, config_dict, completed)
     if skipped is not None:
-        return skipped
+        return CellRun(skipped, skipped=True)
     checkpoints = Checkpoints(out_dir, held, resumable)
     record = new_record(out_dir, config_dict, resumable)
     loggers = LoggerList()
@@ -103,7 +121,7 @@ def _run_claimed(
         trainer = Trainer(build_run(config), record, checkpoints, loggers, sweep_dir)
         if resumable.state is not None:
             trainer.resume(resumable)
-        return trainer.fit()
+        return CellRun(trainer.fit(), skipped=False)
     except RunningElsewhere:
         raise  # this process lost the cell to another: it writes nothing more
     except Exception as exc:

@@ -44,7 +44,14 @@ from spacing.compose import app_config
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from spacing.record import read_result
-from spacing.sweep_state import CELL_FILE, LAUNCHES_DIR, launch_outcome_path, read_launch_outcome, write_launch
+from spacing.sweep_state import (
+    CELL_FILE,
+    LAUNCHES_DIR,
+    SKIPPED,
+    launch_outcome_path,
+    read_launch_outcome,
+    write_launch,
+)
 from spacing.sweep_view import SweepView, launch_tally
 from spacing.sweeper import group_cells, is_group
 
@@ -58,16 +65,16 @@ PARENT_POLL_S = 1.0
 """How often a worker cell checks that the launching process is still its parent."""
 
 
-def cell_outcome(status: str | None, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+def cell_outcome(status: str | None, after: dict[str, Any] | None) -> str:
     """One of completed / skipped / failed / diverged / lost / running elsewhere for a cell's job.
 
-    `status` is the run status the task reported (None when it raised past its own handler),
-    `before` and `after` the cell's run record before and after the job. A completed cell whose
-    record did not change was skipped: the runner found a completed run of the same config there.
+    `status` is what the task reported for the cell (None when it raised past its own handler): the
+    run's status, or skipped when the runner, holding the cell's claim, found a completed run of the
+    same config there. `after` is the cell's run record after the job: completed or skipped only
+    when it says completed.
     """
-    if status == COMPLETED and after is not None and after.get("status") == COMPLETED:
-        unchanged = before is not None and all(before.get(k) == after.get(k) for k in ("started_at", "finished_at"))
-        return "skipped" if unchanged else COMPLETED
+    if status in (COMPLETED, SKIPPED):
+        return status if after is not None and after.get("status") == COMPLETED else FAILED
     if status in (DIVERGED, LOST, RUNNING_ELSEWHERE):
         return status
     return FAILED
@@ -88,7 +95,7 @@ class LaunchSummary:
 
     sweep_dir: Path
     cells: tuple[Cell, ...]
-    ALWAYS: ClassVar[tuple[str, ...]] = (COMPLETED, "skipped", FAILED)
+    ALWAYS: ClassVar[tuple[str, ...]] = (COMPLETED, SKIPPED, FAILED)
     """The outcomes counted even when no cell has them; any other outcome is counted when some cell has it."""
     OTHERS: ClassVar[tuple[str, ...]] = (DIVERGED, LOST, "unfinished", RUNNING_ELSEWHERE)
     """The order of the other outcomes in the counts (an outcome not named here comes last)."""
@@ -102,7 +109,7 @@ class LaunchSummary:
 
         A cell running elsewhere is not among them: another launch holds it and will finish it.
         """
-        return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, "skipped", RUNNING_ELSEWHERE))
+        return tuple(cell for cell in self.cells if cell.outcome not in (COMPLETED, SKIPPED, RUNNING_ELSEWHERE))
 
     def lines(self) -> list[str]:
         counts = [f"{self.count(o)} {o}" for o in self.ALWAYS]
@@ -146,7 +153,6 @@ class SweepCallback:
         self.launcher_pid: int | None = None
         self.plan: Any = None
         """The checked grid (a :class:`spacing.plan.Plan`), in the launching process."""
-        self._records_before: dict[str, dict[str, Any] | None] = {}
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         global _view
@@ -191,7 +197,6 @@ class SweepCallback:
         if self.launch is None:  # a single run, not a sweep cell
             return
         for cell in job_cells(config):
-            self._records_before[str(cell)] = read_result(cell)
             self._write(cell, RUNNING, None)
         if self.launcher_pid is not None and os.getppid() == self.launcher_pid:
             end_with_parent(self.launcher_pid)
@@ -205,7 +210,7 @@ class SweepCallback:
         for cell in job_cells(config):
             after = read_result(cell)
             status = statuses.get(cell.name, getattr(returned, "status", None))
-            outcome = cell_outcome(status, self._records_before.pop(str(cell), None), after)
+            outcome = cell_outcome(status, after)
             error = None
             if outcome in (FAILED, DIVERGED, LOST):
                 recorded = after.get("error") if after is not None and after.get("status") == outcome else None

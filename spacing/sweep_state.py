@@ -27,6 +27,8 @@ STATES = ("new", RUNNING, "unfinished", COMPLETED, FAILED, DIVERGED)
 """new: never started; running: a process is training it (or may be, on another host);
 unfinished: started and stopped before the end (killed, cancelled, pre-empted): the next launch
 resumes it from its checkpoint; completed, failed, diverged: as its run record says."""
+SKIPPED = "skipped"
+"""A launch's outcome for a cell its job found completed (by an earlier launch, or by one running at once)."""
 
 
 def launch_outcome_path(cell_dir: Path, launch: str) -> Path:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from spacing.contract import COMPLETED, DIVERGED, FAILED, RUNNING
 from spacing.record import read_result
-from spacing.sweep_state import read_launch_outcome
+from spacing.sweep_state import SKIPPED, read_launch_outcome
 
 QUEUED = "queued"
 """A cell of the launch whose job has not started yet."""
@@ -35,7 +35,7 @@ UNFINISHED = (RUNNING, QUEUED, "new", "unfinished")
 """States of a cell still to train; every other state (outcome) is a finished cell."""
 WAITING = (QUEUED, "new")
 """States of a cell no process has started (in this launch)."""
-FINISHED_ORDER = (COMPLETED, "skipped", FAILED, DIVERGED)
+FINISHED_ORDER = (COMPLETED, SKIPPED, FAILED, DIVERGED)
 """The order in which finished outcomes are shown; any other outcome follows them."""
 LINE_EVERY_S = 10.0
 """Off a terminal, the launch's view writes a line at most this often (and only when cells have finished)."""

@@ -201,3 +201,27 @@ def test_ctrl_c_says_the_epoch_and_the_same_command_resumes(tmp_path: Path) -> N
     again = subprocess.run(args, cwd=tmp_path, env=cli_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"at epoch {epochs}" in (tmp_path / "run" / "run.log").read_text().split("resumed from ")[1].splitlines()[0]
+
+
+def test_the_write_check_survives_a_launch_of_the_same_grid_removing_the_folder_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two launches of one grid check its new sweep dir at once; each removes the folder it made after its check,
+    so one may find the folder gone between making it and writing in it. That is no storage problem."""
+    import tempfile
+
+    from spacing.cli import probe_writable
+
+    sweep = tmp_path / "grid" / "sweep"
+    real_mkstemp = tempfile.mkstemp
+    removals = []
+
+    def other_launch_removes_it_first(*args, **kwargs):
+        if not removals:
+            removals.append(sweep)
+            sweep.rmdir()  # the other launch's clean-up, between this launch's mkdir and its file
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", other_launch_removes_it_first)
+    probe_writable(sweep, "hydra.sweep.dir")
+    assert removals == [sweep] and not (tmp_path / "grid").exists()  # checked, and its own folders removed again

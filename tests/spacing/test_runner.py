@@ -19,7 +19,7 @@ from spacing.errors import ConfigError
 from spacing.methods.baseline import Baseline
 from spacing.record import HISTORY_COLUMNS, read_result
 from spacing.contract import CHECKPOINT_FILE
-from spacing.runner import run
+from spacing.runner import run, run_cell
 from tests.helpers import ROOT, run_cli
 
 RECORD_KEYS = {
@@ -166,6 +166,14 @@ def test_completed_dir_is_skipped_and_a_different_config_is_refused(make_config,
     with pytest.raises(ConfigError, match="already holds a completed run of a different config"):
         run(make_config("trainer.epochs=2"), tmp_path)
     assert json.loads((tmp_path / "result.json").read_text()) == first
+
+
+def test_the_run_says_whether_it_trained_or_skipped_the_cell(make_config, tmp_path: Path) -> None:
+    """What a sweep's summary counts as completed or skipped: only the claim holder knows which it was."""
+    trained = run_cell(make_config(), tmp_path)
+    skipped = run_cell(make_config(), tmp_path)
+    assert (trained.skipped, skipped.skipped) == (False, True)
+    assert skipped.record == trained.record == json.loads((tmp_path / "result.json").read_text())
 
 
 def test_checkpoint_of_another_config_is_not_resumed(make_config, tmp_path: Path) -> None:

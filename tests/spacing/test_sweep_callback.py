@@ -21,21 +21,22 @@ DONE = {"status": "completed", "started_at": "2026-01-01T10:00:00", "finished_at
 
 
 @pytest.mark.parametrize(
-    "status,before,after,outcome",
+    "status,after,outcome",
     [
-        ("completed", None, DONE, "completed"),
-        ("completed", {**DONE, "status": "running", "finished_at": None}, DONE, "completed"),  # resumed and finished
-        ("completed", DONE, DONE, "skipped"),
-        ("completed", DONE, {**DONE, "finished_at": "2026-01-02T09:00:00"}, "completed"),  # trained again
-        ("failed", DONE, DONE, "failed"),  # e.g. refused: the dir holds another config's completed run
-        (None, DONE, DONE, "failed"),  # the task raised past its own handler
-        ("failed", None, {"status": "failed", "error": "x"}, "failed"),
-        ("failed", None, None, "failed"),
-        ("diverged", None, {"status": "diverged"}, "diverged"),
+        ("completed", DONE, "completed"),  # trained (from scratch, resumed, or again) by this job
+        ("skipped", DONE, "skipped"),  # the runner found it completed, by an earlier launch or one running at once
+        ("completed", {**DONE, "status": "running"}, "failed"),  # a record that does not say completed
+        ("failed", DONE, "failed"),  # e.g. refused: the dir holds another config's completed run
+        (None, DONE, "failed"),  # the task raised past its own handler
+        ("failed", {"status": "failed", "error": "x"}, "failed"),
+        ("failed", None, "failed"),
+        ("diverged", {"status": "diverged"}, "diverged"),
+        ("lost", None, "lost"),
+        ("running elsewhere", None, "running elsewhere"),
     ],
 )
-def test_cell_outcome(status: str | None, before: dict | None, after: dict | None, outcome: str) -> None:
-    assert cell_outcome(status, before, after) == outcome
+def test_cell_outcome(status: str | None, after: dict | None, outcome: str) -> None:
+    assert cell_outcome(status, after) == outcome
 
 
 def job(out_dir: Path) -> DictConfig:
@@ -65,7 +66,7 @@ def test_one_launch_is_counted_its_failed_cells_are_named_and_it_exits_4(tmp_pat
     write_record(a)  # completed by an earlier launch: the runner skips it
 
     callback.on_job_start(config=job(a))
-    callback.on_job_end(config=job(a), job_return=job_return(Outcome(0.9, "completed")))
+    callback.on_job_end(config=job(a), job_return=job_return(Outcome(0.9, "skipped")))
     callback.on_job_start(config=job(b))
     write_record(b, finished_at="2026-01-01T11:00:00")
     callback.on_job_end(config=job(b), job_return=job_return(Outcome(0.8, "completed")))
@@ -153,7 +154,7 @@ def test_a_fused_groups_job_marks_and_counts_each_of_its_cells(tmp_path: Path, c
         "running"] * 3
     write_record(trained, finished_at="2026-01-01T11:00:00")
     write_record(failed, status="failed", error="RuntimeError: boom")
-    statuses = {skipped.name: "completed", trained.name: "completed", failed.name: "failed"}
+    statuses = {skipped.name: "skipped", trained.name: "completed", failed.name: "failed"}  # as run_group_cells says
     callback.on_job_end(config=config, job_return=job_return(Outcome(math.nan, "failed", statuses)))
 
     callback.on_multirun_end(config=sweep_config(sweep))

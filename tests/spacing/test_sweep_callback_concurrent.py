@@ -33,8 +33,8 @@ def test_interleaved_launches_each_count_every_cell_once(tmp_path: Path, capsys)
     second.on_job_end(config=job(y), job_return=job_return(Outcome(0.9, "completed")))
     write_record(x, finished_at="2026-01-01T12:00:00")
     first.on_job_end(config=job(x), job_return=job_return(Outcome(0.9, "completed")))
-    first.on_job_start(config=job(y))  # done by the second launch meanwhile: skipped
-    first.on_job_end(config=job(y), job_return=job_return(Outcome(0.9, "completed")))
+    first.on_job_start(config=job(y))  # done by the second launch meanwhile: the runner skips it
+    first.on_job_end(config=job(y), job_return=job_return(Outcome(0.9, "skipped")))
 
     first.on_multirun_end(config=sweep_config(sweep))
     second.on_multirun_end(config=sweep_config(sweep))
