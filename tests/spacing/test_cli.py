@@ -150,12 +150,12 @@ def test_slurm_launcher_without_sbatch_is_one_sentence(tmp_path: Path) -> None:
 
 
 def patched_run(tmp_path: Path, raise_: str) -> subprocess.CompletedProcess[str]:
-    """`python run.py` on synthetic data with the runner's run() replaced by one that raises `raise_`."""
+    """`python run.py` on synthetic data with the runner's run_cell() replaced by one that raises `raise_`."""
     code = (
         "import errno, os, sys\n"
         "import spacing.runner\n"
-        f"def run(*args, **kwargs):\n    raise {raise_}\n"
-        "spacing.runner.run = run\n"
+        f"def run_cell(*args, **kwargs):\n    raise {raise_}\n"
+        "spacing.runner.run_cell = run_cell\n"
         "from spacing.cli import run_command\n"
         f"sys.exit(run_command(['dataset=synthetic', 'hydra.run.dir={tmp_path / 'run'}']))\n"
     )

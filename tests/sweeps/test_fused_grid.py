@@ -167,23 +167,24 @@ def test_plan_counts_cells_and_the_jobs_they_are_launched_in(tmp_path: Path, cap
     assert capsys.readouterr().out.splitlines()[0].startswith("sweep sweep: 2 cells (2 new), composed and checked in ")
 
 
-def run_each_cell(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[dict[str, Any]]:
-    """A reference spacing.fused.run_group: what the fused core must equal, each cell trained by spacing.runner.run."""
-    from spacing.runner import run
+def run_each_cell(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[Any]:
+    """A reference spacing.fused.run_group_cells: what the fused core must equal, each cell trained by
+    spacing.runner.run_cell."""
+    from spacing.runner import run_cell
 
-    return [run(cell, cell_dir, sweep_dir) for cell, cell_dir in cells]
+    return [run_cell(cell, cell_dir, sweep_dir) for cell, cell_dir in cells]
 
 
 @pytest.fixture
 def groups_run(monkeypatch) -> list[list[str]]:
-    """spacing.fused with run_group replaced by :func:`run_each_cell`; the dir names of each group it was given."""
+    """spacing.fused with run_group_cells replaced by :func:`run_each_cell`; the dir names of each group it was given."""
     calls: list[list[str]] = []
 
-    def run_group(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[dict[str, Any]]:
+    def run_group_cells(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[Any]:
         calls.append([cell_dir.name for _, cell_dir in cells])
         return run_each_cell(cells, sweep_dir)
 
-    monkeypatch.setitem(sys.modules, "spacing.fused", types.SimpleNamespace(run_group=run_group))
+    monkeypatch.setitem(sys.modules, "spacing.fused", types.SimpleNamespace(run_group_cells=run_group_cells))
     return calls
 
 
@@ -220,11 +221,11 @@ def test_a_group_stopped_by_a_cell_running_elsewhere_keeps_its_completed_cells(t
     from spacing.claim import RUNNING_ELSEWHERE, RunningElsewhere
     from spacing.cli import _train_group
 
-    def run_group(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[dict[str, Any]]:
+    def run_group_cells(cells: Sequence[tuple[DictConfig, Path]], sweep_dir: Path | None = None) -> list[Any]:
         run_each_cell(cells[:1], sweep_dir)
         raise RunningElsewhere(f"{cells[1][1]} is being trained by another process")
 
-    monkeypatch.setitem(sys.modules, "spacing.fused", types.SimpleNamespace(run_group=run_group))
+    monkeypatch.setitem(sys.modules, "spacing.fused", types.SimpleNamespace(run_group_cells=run_group_cells))
     cells = grid("method=ema", "method.interval=0,0.5,1", *TINY_GRID)
     (job,) = jobs_of(cells)
     outcome = _train_group(compose_config(list(job.overrides)), tmp_path)
