@@ -26,14 +26,14 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_joblib_launcher._core import execute_job, process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spacing.launcher_schemas import CellsPerTaskJoblibConf, CellsPerTaskSlurmConf
 from spacing.task_cells import SlurmTask, check_cells_per_task, end_orphans, run_local_task, tasks_of
@@ -159,7 +159,9 @@ class CellsPerTaskSlurmLauncher(Launcher):
     """hydra-submitit-launcher's SLURM launcher; with ``cells_per_task`` > 1 each array task runs that many cells at once.
 
     Wraps the upstream :class:`SlurmLauncher` (what the cluster unpickles, see the module's
-    docstring) instead of extending it; ``cells_per_task=1`` is the upstream launcher's ``launch``.
+    docstring) instead of extending it, and submits as its ``launch`` does. A task that ends without
+    a result (cancelled, killed, its node lost) does not end the launch: its cells are lost cells,
+    recorded here, and the launch waits for the others (the summary names them, exit code 4).
     """
 
     def __init__(self, cells_per_task: int = 1, **params: Any) -> None:
@@ -170,20 +172,44 @@ class CellsPerTaskSlurmLauncher(Launcher):
         self.slurm.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        if self.cells_per_task == 1:
-            return self.slurm.launch(job_overrides, initial_job_idx)
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
         assert self.slurm.config is not None
         log.info("Submitit 'slurm' sweep output dir : %s", self.slurm.config.hydra.sweep.dir)
         for index, overrides in enumerate(job_overrides):
             log.info("\t#%d : %s", initial_job_idx + index, " ".join(filter_overrides(overrides)))
-        tasks = -(-len(job_overrides) // self.cells_per_task)
-        log.info("submitting %d cells, %d per task, as a job array of %d tasks: each task process starts a process per "
-                 "cell; %d processes in total", len(job_overrides), self.cells_per_task, tasks, tasks + len(job_overrides))
-        jobs = self.submit(job_overrides, initial_job_idx)
-        return [run for job in jobs for run in job.results()[0]]
+        if self.cells_per_task > 1:
+            tasks = -(-len(job_overrides) // self.cells_per_task)
+            log.info("submitting %d cells, %d per task, as a job array of %d tasks: each task process starts a process "
+                     "per cell; %d processes in total", len(job_overrides), self.cells_per_task, tasks,
+                     tasks + len(job_overrides))
+        cells = self.cells(job_overrides, initial_job_idx)
+        returns: list[JobReturn] = []
+        for job, task in zip(self.submit_cells(cells), tasks_of(cells, self.cells_per_task), strict=True):
+            try:
+                result = job.results()[0]
+            except (UncompletedJobError, FailedJobError) as exc:
+                message = f"its SLURM task {job.job_id} ended without a result ({_first_line(exc)})"
+                log.error("lost: %s", message)
+                returns += [self.lost(cell, message) for cell in task]
+                continue
+            returns += result if self.cells_per_task > 1 else [result]
+        return returns
 
     def submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[Any]:
         """Submit the cells as one job array (one task per ``cells_per_task`` cells) and return its submitit jobs, one per task."""
+        return self.submit_cells(self.cells(job_overrides, initial_job_idx))
+
+    def cells(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[tuple[Any, ...]]:
+        """Each cell as the upstream launcher's call takes it: its overrides, dir key, number, id and Hydra's state."""
+        state = Singleton.get_state()
+        return [
+            (list(overrides), "hydra.sweep.dir", initial_job_idx + index, f"job_id_for_{initial_job_idx + index}", state)
+            for index, overrides in enumerate(job_overrides)
+        ]
+
+    def submit_cells(self, cells: list[tuple[Any, ...]]) -> list[Any]:
+        """Submit `cells` (:meth:`cells`) as one job array and return its submitit jobs, one per task."""
         import submitit
 
         assert self.slurm.config is not None
@@ -197,14 +223,23 @@ class CellsPerTaskSlurmLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.slurm.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.slurm.config.hydra.sweep.mode), 8))
-        state = Singleton.get_state()
-        cells = [
-            (list(overrides), "hydra.sweep.dir", initial_job_idx + index, f"job_id_for_{initial_job_idx + index}", state)
-            for index, overrides in enumerate(job_overrides)
-        ]
         if self.cells_per_task == 1:
             return list(executor.map_array(self.slurm, *zip(*cells, strict=True)))
         from spacing.cli import lost_cell  # as in the local launcher's launch
 
         task = SlurmTask(self.slurm, self.cells_per_task, lost_cell)
         return list(executor.map_array(task, tasks_of(cells, self.cells_per_task)))
+
+    def lost(self, cell: tuple[Any, ...], message: str) -> JobReturn:
+        """Record `cell`, whose task ended without a result, as a lost cell: its job run here, with the lost task
+        function (the upstream call, less what only a SLURM job has: its job id)."""
+        from spacing.cli import lost_cell
+
+        overrides, job_dir_key, job_num, job_id, _ = cell
+        assert self.slurm.hydra_context is not None and self.slurm.config is not None
+        sweep_config = self.slurm.hydra_context.config_loader.load_sweep_config(self.slurm.config, list(overrides))
+        with open_dict(sweep_config.hydra.job) as job:
+            job.id = job_id
+            job.num = job_num
+        return run_job(hydra_context=self.slurm.hydra_context, task_function=partial(lost_cell, message),
+                       config=sweep_config, job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
