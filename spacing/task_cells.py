@@ -85,7 +85,7 @@ def cells_in_task() -> int:
 
 
 def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_task: int,
-              lost: Callable[[int, str], T]) -> list[T]:
+              lost: Callable[[int, str], T], pid_dir: Path | None = None) -> list[T]:
     """Call each of `cells` (a task of a launch with `cells_per_task`) in a child process of its own, all at
     once, and return what each returned, in order.
 
@@ -94,7 +94,8 @@ def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_
     process calls ``lost(index, message)`` for it (`message` names the cell by `names` and says how its
     process ended) and returns what that returns in its place. Children still running when this
     process stops waiting (an exception, submitit's requeue exit) are killed; their cells resume from
-    their checkpoints.
+    their checkpoints. With `pid_dir`, each child's pid is a file there while it runs, so the launch can
+    end the children of a task process that died (:func:`end_orphans`).
     """
     import cloudpickle  # what submitit and joblib pickle a cell's Hydra context with
 
@@ -108,11 +109,15 @@ def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_
                 Path(folder, f"{index}.cell").write_bytes(cloudpickle.dumps(cell))
                 command = [sys.executable, "-c", CELL_PROCESS, json.dumps(sys.path), folder, str(index), *map(str, ignored)]
                 children[index] = subprocess.Popen(command, env=environment)
+                if pid_dir is not None:
+                    (pid_dir / str(children[index].pid)).touch()
             while children:
                 for index, child in list(children.items()):
                     if child.poll() is None:
                         continue
                     del children[index]
+                    if pid_dir is not None:
+                        (pid_dir / str(child.pid)).unlink(missing_ok=True)
                     result = Path(folder, f"{index}.result")
                     if result.exists():
                         results[index] = cloudpickle.loads(result.read_bytes())
@@ -124,7 +129,44 @@ def run_cells(cells: Sequence[Callable[[], T]], names: Sequence[str], cells_per_
             for child in children.values():
                 child.kill()
                 child.wait()
+                if pid_dir is not None:
+                    (pid_dir / str(child.pid)).unlink(missing_ok=True)
     return [results[index] for index in range(len(cells))]
+
+
+ORPHAN_WAIT_S = 10.0
+"""How long :func:`end_orphans` waits for a dead task's cell processes to end on their own (each checks its
+parent every :data:`spacing.sweep_callback.PARENT_POLL_S`) before it kills them."""
+
+
+def end_orphans(pid_dir: Path, wait_s: float = ORPHAN_WAIT_S) -> None:
+    """End the cell processes whose pids `run_cells` left in `pid_dir` (their task process died): wait up to
+    `wait_s` for them to end on their own, kill those still alive, and return once all are gone.
+
+    Until then each still holds its cell's claim, and a cell run again at once would find it running elsewhere.
+    """
+    deadline = time.monotonic() + wait_s
+    for path in sorted(pid_dir.iterdir()):
+        pid = int(path.name)
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(POLL_S)
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (an orphan that ended is reaped by init at once; a zombie counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 CELL_PROCESS = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); from spacing.task_cells import run_cell; run_cell(*sys.argv[2:])"
@@ -187,19 +229,21 @@ def task_gpu_environment() -> dict[str, str]:
 
 
 def run_local_task(launcher_pid: int, cells: Sequence[Callable[[TaskFunction], T]], names: Sequence[str],
-                   cells_per_task: int, task_function: TaskFunction, lost_task: LostTask) -> list[T]:
+                   cells_per_task: int, task_function: TaskFunction, lost_task: LostTask, pid_dir: Path) -> list[T]:
     """One task of the local launcher, in a joblib worker: its cells at once (:func:`run_cells`).
 
     A cell is called with the task function it runs: the app's in its own process, or, for a lost
     cell, `lost_task` with the loss's message, in this one. The worker ends with the launching
-    process, as a worker running one cell does; its cells then end with it.
+    process, as a worker running one cell does; its cells then end with it. `pid_dir`: where the
+    cells' pids are kept while they run (:func:`run_cells`).
     """
     from spacing.sweep_callback import end_with_parent
 
     if os.getppid() == launcher_pid:
         end_with_parent(launcher_pid)
     calls = [partial(cell, task_function) for cell in cells]
-    return run_cells(calls, names, cells_per_task, lambda index, message: cells[index](partial(lost_task, message)))
+    return run_cells(calls, names, cells_per_task, lambda index, message: cells[index](partial(lost_task, message)),
+                     pid_dir)
 
 
 class SlurmTask:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,52 @@ def test_cells_start_from_a_joblib_worker() -> None:
         delayed(run_cells)([lambda i=i: i * i, lambda i=i: -i], [f"{i}a", f"{i}b"], 2, lost) for i in (1, 2)
     )
     assert tasks == [[1, -1], [4, -2]]
+
+
+def call_with(what: str, task_function):
+    """A local launcher's cell: its task function called for it (the real one in the cell's process, or the lost one)."""
+    return task_function(what)
+
+
+def kill_the_worker_or_finish(what: str) -> str:
+    """The task function: a ``kill:FILE`` cell kills its task's worker process (its parent), as the OOM killer might,
+    the first time (FILE marks it done) or every time (FILE is empty)."""
+    if what.startswith("kill:"):
+        once = what.removeprefix("kill:")
+        if not once or not Path(once).exists():
+            if once:
+                Path(once).touch()
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(BARRIER_S)  # ends with its task process, within a second (spacing.sweep_callback.end_with_parent)
+    return f"done {what}"
+
+
+def lost_for(message: str, what: str) -> str:
+    return f"lost {what}: {message}"
+
+
+def test_tasks_whose_worker_died_run_again_and_return(tmp_path: Path) -> None:
+    """The local launcher's pool (spacing_launchers.run_tasks): a worker that dies breaks joblib's pool and the
+    tasks it took with it; the tasks without a return run again, and every task returns, in order."""
+    from hydra_plugins.spacing_launchers import run_tasks
+
+    kill = f"kill:{tmp_path / 'killed-once'}"
+    tasks = [[partial(call_with, "a"), partial(call_with, "b")], [partial(call_with, kill)], [partial(call_with, "c")]]
+    returned = run_tasks({"n_jobs": 2, "backend": "loky"}, tasks, [["a", "b"], ["kill"], ["c"]], 2,
+                         kill_the_worker_or_finish, lost_for)
+    assert returned == [["done a", "done b"], [f"done {kill}"], ["done c"]]
+
+
+def test_a_task_whose_worker_dies_again_has_its_cells_lost() -> None:
+    """After WORKER_DEATHS_RETRIED runs again, the cells of a task that still has no return are lost cells, named
+    with the worker's end (never a wait without end, never joblib's traceback)."""
+    from hydra_plugins.spacing_launchers import WORKER_DEATHS_RETRIED, run_tasks
+
+    assert WORKER_DEATHS_RETRIED == 1
+    returned = run_tasks({"n_jobs": 2, "backend": "loky"}, [[partial(call_with, "kill:")] * 2], [["k1", "k2"]], 2,
+                         kill_the_worker_or_finish, lost_for)
+    message = "its worker process died (A worker process managed by the executor was unexpectedly terminated)"
+    assert returned == [[f"lost kill:: {message}"] * 2]
 
 
 def test_results_come_back_in_the_order_of_the_cells() -> None:

@@ -157,3 +157,42 @@ def test_a_killed_cell_process_is_lost_at_once_and_the_other_cells_complete(tmp_
     assert "ended without a result (killed by signal SIGKILL)" in (killed / "run.log").read_text()
     others = [cell for cell in cells(sweep) if cell != killed]
     assert len(others) == 3 and all(read_record(cell)["status"] == "completed" for cell in others)
+
+
+def test_a_killed_worker_costs_no_cell_its_tasks_run_again_and_resume(tmp_path: Path) -> None:
+    """n_jobs=2 workers, one cell per task (issue 23: a killed worker once stopped the launch with joblib's
+    TerminatedWorkerError). The worker process of a long cell is killed mid-run: joblib's pool breaks, the
+    tasks that had not returned run again, the killed worker's cell resumes from its checkpoint, and every
+    cell completes, each trained or skipped once."""
+    sweep = tmp_path / "multirun" / "worker"
+    args = ("method=baseline", *CELL_TINY, "dataset.train_size=4096", "trainer.epochs=2,12", "seed=0,1",
+            "hydra/launcher=local", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")
+    driver = launch_in_background(*args, cwd=tmp_path)
+    try:
+        def long_cell_training() -> Path | None:
+            for cell in cells(sweep):
+                record = (cell / "result.json").exists() and read_record(cell)
+                if record and record["config"]["trainer"]["epochs"] == 12 and record["seed"] == 0:
+                    return cell if len(history_epochs(cell)) >= 2 else None
+            return None
+
+        killed = wait_for(long_cell_training, 300, "the long seed-0 cell to train two epochs")
+        cell_pid = marker(killed)["pid"]
+        worker = int(Path(f"/proc/{cell_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the cell's parent
+        assert worker != driver.pid
+        os.kill(worker, signal.SIGKILL)
+        driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    output = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 0, output[-3000:]
+    assert "launching 4 cells, 1 per task, in 4 tasks: 2 worker processes start a process per cell" in output
+    assert "a worker process died" in output and "run again, each cell resuming from its checkpoint" in output
+    counts = summary_line(output)
+    assert counts.startswith(f"sweep {sweep}: 4 cells, ") and counts.endswith(" 0 failed"), counts
+    assert not _alive(cell_pid)
+    assert all(read_record(cell)["status"] == "completed" for cell in cells(sweep)) and len(cells(sweep)) == 4
+    assert read_record(killed)["epochs_completed"] == 12 and resumed_at(killed)  # resumed, not started over
+    logged = logged_epochs(killed)
+    assert sorted(set(logged)) == list(range(1, 13)) and logged.count(1) == 1, logged

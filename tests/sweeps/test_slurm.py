@@ -115,6 +115,11 @@ def test_cancelled_cell_resumes_from_its_checkpoint_when_relaunched(slurm: Slurm
         driver.kill()
     # submitit tells the launching process that the job was cancelled; the cell stays unfinished
     assert driver.returncode != 0
+    output = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 4, output[-3000:]  # a lost cell, said in the summary; no traceback (issue 23)
+    assert summary_line(output) == f"sweep {sweep}: 1 cells, 0 completed, 0 skipped, 0 failed, 1 lost"
+    assert f"  lost: {cell} (see the log in the cell dir)" in output and "Traceback" not in output
+    assert "ended without a result" in (cell / "run.log").read_text()
     assert read_record(cell)["status"] == "running"
     assert (cell / "checkpoint.pt").exists()
     interrupted_at = history_epochs(cell)[-1]

@@ -106,6 +106,10 @@ def test_a_cancelled_task_leaves_both_cells_resumable_and_a_relaunch_resumes_the
     finally:
         driver.kill()
     assert driver.returncode != 0  # submitit tells the launching process that the task was cancelled
+    output = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 4, output[-3000:]  # both cells lost, said in the summary; no traceback (issue 23)
+    assert summary_line(output) == f"sweep {sweep}: 2 cells, 0 completed, 0 skipped, 0 failed, 2 lost"
+    assert "Traceback" not in output
     interrupted_at = {}
     for cell in pair:
         assert read_record(cell)["status"] == "running" and (cell / "checkpoint.pt").exists()
