@@ -100,7 +100,7 @@ class ReplayQueue:
 
     def __init__(self, schedule: Schedule, mode: str, counter_offset: int = 0, lag: int | None = None) -> None:
         self.schedule = schedule
-        lagged = mode == "lagged" and schedule.kind == "periodic"
+        lagged = mode == "lagged" and schedule.kind == "periodic" and not schedule.offline
         self.lag = lag if lag is not None else int(schedule.period) if lagged else None
         """The oldest batch is distilled once more than `lag` are kept (lagged: the schedule's S unless given);
         None: all kept batches in rounds at the schedule's refresh steps."""
