@@ -433,6 +433,13 @@ class OnlineKDConfig(DistillConfig):
         batch: the teacher is S steps ahead (a better teacher) *and* the batch is spaced. The control
         keeps the lead and removes the spacing: its teacher reads the training split in its own
         seed-derived order, S steps ahead of a student that distils each of its batches once, fresh.
+
+        The lead is held by the student lagging S steps behind the run's steps (its batches pass the
+        lagged queue as indices; none is seen twice), not by a teacher trained S steps before the run
+        starts: so every distillation, evaluation, LR step and the end-of-training tail (the last S
+        batches, distilled from the final teacher with leads S - 1 to 0, or dropped with
+        distill_tail=false) fall exactly where the spaced cell's do, and the teacher takes as many
+        steps. The stream is then the only difference (``teacher_stream=student`` shows it).
         """
         return self._massed(teacher_lead=int(schedule.period))
 

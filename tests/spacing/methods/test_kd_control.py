@@ -130,7 +130,7 @@ def test_with_the_students_stream_the_teacher_learns_the_students_batches() -> N
 
 def test_a_control_of_another_seed_has_another_teacher_order() -> None:
     first, data = build("method.control=matched")
-    other, other_data = build("method.control=matched", "seed=1")
+    other, _ = build("method.control=matched", "seed=1")
     assert not torch.equal(first.teacher_stream.batch(0).indices, other.teacher_stream.batch(0).indices)
     assert not torch.equal(first.teacher_stream.batch(0).indices, next(data.train.plan(0))[0])
 
