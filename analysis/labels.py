@@ -111,7 +111,8 @@ def control_words(kind: str) -> str:
 
 #: What a control run matches besides the spacing (spacing.config's ``matched_control`` of each
 #: method): when spaced beats massed but not its control, this is where the gain comes from.
-CONTROL_MATCHES = {"matched_horizon": "the longer averaging horizon", "matched_rate": "the lower mean dropout rate"}
+CONTROL_MATCHES = {"matched_horizon": "the longer averaging horizon", "matched_rate": "the lower mean dropout rate",
+                   "matched_lead": "the teacher's lead"}
 
 
 def control_matches(kind: str) -> str:

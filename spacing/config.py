@@ -37,6 +37,7 @@ ENSEMBLES = ("probs", "logits")
 FEATURE_LOSSES = ("all", "paper")
 FRESH_STEPS = ("deepest", "paper")
 CONTROLS = ("none", "matched")
+TEACHER_STREAMS = ("own", "student")
 WANDB_MODES = ("offline", "online")
 LOADERS = ("fast", "torchvision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -204,6 +205,10 @@ class MethodConfig:
     """The ``method.`` keys in which the cells of one fused group may differ (they share one training
     trajectory, see README, Fused runs); empty: the method changes training itself and cannot fuse."""
 
+    control_apart: ClassVar[str | None] = None
+    """For a method that fuses but whose control runs cannot join their spaced cell's group (``control``
+    is not one of its `fusable_keys`): why, as ``spacing plan`` says it. None: they join it, or nothing fuses."""
+
     def fusable(self) -> bool:
         """Whether this config can share its trajectory with others."""
         return bool(self.fusable_keys)
@@ -229,6 +234,12 @@ class MethodConfig:
                 f"method.control=matched controls a spaced cell (0 < method.interval < inf, or method.schedule=random); "
                 f"got method.interval={self.interval}: a massed cell is its own control, use method.control=none.",
             )
+            refused = self.control_refused()
+            _require(refused is None, str(refused))
+
+    def control_refused(self) -> str | None:
+        """Why this spaced cell has no control although its method has one (the fix, as a sentence); None: it has one."""
+        return None
 
     def matched_control(self, schedule: Schedule) -> MethodConfig:
         """The massed config that controls this spaced cell, whose refreshes follow `schedule`."""
@@ -385,18 +396,70 @@ class OnlineKDConfig(DistillConfig):
     replay_teacher_bn: bool = False
     """The teacher's forwards of replayed batches update its BatchNorm running statistics (the
     paper's teacher ran them in train mode, so each batch counts twice)."""
+    teacher_lead: int = 0
+    """Massed online KD (interval 0) with a teacher this many steps ahead of the student on its own
+    data stream (`teacher_stream`): the matched-lead control of a spaced cell, which
+    ``method.control=matched`` sets to that cell's S. 0: ordinary online KD."""
+    teacher_stream: str = "own"
+    """With a teacher lead: the teacher reads the training split in its own order, derived from the
+    run's seed (own), or the student's stream (student). ``student`` is a diagnostic and test switch,
+    not an experiment: the control then trains exactly as its spaced (lagged) cell, which shows that
+    the stream is the only difference between the two."""
 
+    control_kind: ClassVar[str | None] = "matched_lead"
     fusable_keys: ClassVar[tuple[str, ...]] = ("interval", "schedule")
+    control_apart: ClassVar[str | None] = (
+        "a control's teacher reads its own data stream, not its spaced cell's, so it shares no trajectory with that "
+        "cell's group; the controls of one seed share one teacher and fuse with each other"
+    )
 
     def fusable(self) -> bool:
         """Not with replay_teacher_bn: each student's replays would move the one teacher's BatchNorm statistics."""
         return super().fusable() and not self.replay_teacher_bn
+
+    def control_refused(self) -> str | None:
+        """The matched-lead control holds one lead, S steps, on every batch: that of lagged replay on a periodic
+        schedule. Rounds (and the random schedule, which replays in rounds) distil with leads from S - 1 down to
+        0, so no constant lead matches them."""
+        if self.schedule == "periodic" and self.replay == "lagged":
+            return None
+        return ("method.control=matched for online_kd is the matched-lead control of lagged replay on a periodic "
+                "schedule (a lead of S steps on every batch); set method.replay=lagged and method.schedule=periodic.")
+
+    def matched_control(self, schedule: Schedule) -> OnlineKDConfig:
+        """Massed online KD whose teacher is the spaced cell's S steps ahead, on its own data stream.
+
+        The spaced student distils each batch S teacher steps after the teacher learned that very
+        batch: the teacher is S steps ahead (a better teacher) *and* the batch is spaced. The control
+        keeps the lead and removes the spacing: its teacher reads the training split in its own
+        seed-derived order, S steps ahead of a student that distils each of its batches once, fresh.
+
+        The lead is held by the student lagging S steps behind the run's steps (its batches pass the
+        lagged queue as indices; none is seen twice), not by a teacher trained S steps before the run
+        starts: so every distillation, evaluation, LR step and the end-of-training tail (the last S
+        batches, distilled from the final teacher with leads S - 1 to 0, or dropped with
+        distill_tail=false) fall exactly where the spaced cell's do, and the teacher takes as many
+        steps. The stream is then the only difference (``teacher_stream=student`` shows it).
+        """
+        return self._massed(teacher_lead=int(schedule.period))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(
             self.projection_hidden is None or self.projection_hidden >= 1,
             f"method.projection_hidden must be >= 1 (null: derived); got {self.projection_hidden}.",
+        )
+        _require(self.teacher_lead >= 0, f"method.teacher_lead must be >= 0 steps (0: none); got {self.teacher_lead}.")
+        _require_choice(self.teacher_stream, TEACHER_STREAMS, "method.teacher_stream")
+        _require(
+            self.teacher_lead == 0 or (self.interval == 0 and self.schedule == "periodic" and self.control == "none"),
+            "method.teacher_lead holds the teacher of massed online KD (method.interval=0) ahead on its own stream; "
+            "a spaced cell's lead is its interval, and method.control=matched sets the lead itself: drop method.teacher_lead.",
+        )
+        _require(
+            self.teacher_stream == "own" or self.teacher_lead > 0 or self.control == "matched",
+            "method.teacher_stream=student applies to a teacher ahead on a stream of its own (method.teacher_lead > 0, "
+            "or method.control=matched); drop it.",
         )
 
 

@@ -34,7 +34,7 @@ from spacing.contract import INITIAL_WEIGHT_LIMIT
 from spacing.errors import ConfigError
 from spacing.schedule import Schedule
 from spacing.sweep_state import cell_state
-from spacing.sweeper import Compose, Job, cached
+from spacing.sweeper import CONTROL_KEY, Compose, Job, cached
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,20 @@ class Plan:
             lines.append(f"  {cell.state or 'invalid':<10} {where}  {shown_values}".rstrip())
             if cfg is not None and cell.config is not None:
                 lines += ["    " + line for line in _config_yaml(cell.config, cfg).splitlines()]
-        return lines + [f"warning: {warning}" for warning in self.warnings()]
+        return lines + [f"note: {note}" for note in self.notes()] + [f"warning: {warning}" for warning in self.warnings()]
+
+    def notes(self) -> list[str]:
+        """In a fused grid, one sentence per method whose control cells train apart from their spaced cells' groups."""
+        if not self.fused:
+            return []
+        apart: dict[str, str] = {}
+        for cell in self.valid:
+            if cell.config is None or f"{CONTROL_KEY}=matched" not in cell.overrides:
+                continue
+            method = to_config(app_config(cell.config)).method
+            if type(method).control_apart is not None:
+                apart[f"the {method.control_kind} controls of {method.name}"] = str(type(method).control_apart)
+        return [f"{who} train in fused groups of their own, apart from their spaced cells: {why}." for who, why in apart.items()]
 
     def warnings(self) -> list[str]:
         """One sentence per group of valid cells (all seeds of a cell together) that cannot measure its interval."""

@@ -101,12 +101,18 @@ def cached(compose: Compose) -> Compose:
 
 
 def has_control(cell: DictConfig) -> bool:
-    """Whether the composed `cell` is an ordinary spaced cell of a method whose schema declares a control."""
+    """Whether the composed `cell` is an ordinary spaced cell of a method whose schema declares a control, and
+    whose keys allow one (:meth:`spacing.config.MethodConfig.control_refused`)."""
     method = cell.method
     if getattr(OmegaConf.get_type(method), "control_kind", None) is None or method.get("control", "none") != "none":
         return False
     interval = float(method.interval)
-    return method.schedule == "random" or 0 < interval < math.inf
+    if not (method.schedule == "random" or 0 < interval < math.inf):
+        return False
+    try:
+        return OmegaConf.to_object(method).control_refused() is None  # e.g. online KD's rounds: no constant lead
+    except (OmegaConfBaseException, ConfigError):
+        return False
 
 
 def grid_cells(overrides: list[Override], compose: Compose, controls: bool = False) -> list[list[str]]:

@@ -98,9 +98,12 @@ class KeptBatch:
 class ReplayQueue:
     """Batches kept for later distillation, released as the schedule and replay mode say."""
 
-    def __init__(self, schedule: Schedule, mode: str, counter_offset: int = 0) -> None:
+    def __init__(self, schedule: Schedule, mode: str, counter_offset: int = 0, lag: int | None = None) -> None:
         self.schedule = schedule
-        self.lagged = mode == "lagged" and schedule.kind == "periodic"
+        lagged = mode == "lagged" and schedule.kind == "periodic" and not schedule.offline
+        self.lag = lag if lag is not None else int(schedule.period) if lagged else None
+        """The oldest batch is distilled once more than `lag` are kept (lagged: the schedule's S unless given);
+        None: all kept batches in rounds at the schedule's refresh steps."""
         self.counter_offset = counter_offset
         """Rounds fall at the refresh steps of a counter started this many steps late."""
         self.kept: deque[KeptBatch] = deque()
@@ -121,8 +124,8 @@ class ReplayQueue:
 
     def due(self, step: int) -> list[KeptBatch]:
         """The batches to distil after global step `step`, oldest first."""
-        if self.lagged:
-            count = max(0, len(self.kept) - int(self.schedule.period))
+        if self.lag is not None:
+            count = max(0, len(self.kept) - self.lag)
         else:
             count = len(self.kept) if self.schedule.is_refresh(step - self.counter_offset) else 0
         return [self._pop() for _ in range(count)]
@@ -161,13 +164,24 @@ class SpacedDistillation(Method):
     def __init__(self, cfg: DistillConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: DistillConfig = cfg
-        self.queue = ReplayQueue(self.schedule, cfg.replay, ctx.steps_per_epoch if cfg.late_counter else 0)
+        self.queue = ReplayQueue(self.schedule, cfg.replay, ctx.steps_per_epoch if cfg.late_counter else 0, self.lead)
         self.fresh_steps = 0
         self.distill_steps = 0
         self.replay_rounds = 0
         self.undistilled = 0
         self.lead_min: int | None = None
         self.lead_max: int | None = None
+
+    @property
+    def lead(self) -> int | None:
+        """A massed run's constant teacher lead in steps, held by lagging the student's batches (None: the
+        schedule's timing). Online KD's matched-lead control has one (:attr:`OnlineKDConfig.teacher_lead`)."""
+        return None
+
+    @property
+    def distils_at_once(self) -> bool:
+        """Massed without a lead: each fresh batch is distilled from the teacher's outputs before its step on it."""
+        return self.schedule.massed and not self.lead
 
     @abstractmethod
     def massed_step(self, batch: Batch) -> dict[str, StepStats]:
@@ -183,7 +197,7 @@ class SpacedDistillation(Method):
 
     def train_step(self, batch: Batch, step: int) -> dict[str, StepStats]:
         self.fresh_steps += 1
-        if self.schedule.massed:
+        if self.distils_at_once:
             self._note_lead(0)
             self.distill_steps += 1
             return self.massed_step(batch)

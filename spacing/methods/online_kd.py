@@ -6,6 +6,13 @@ the teacher is ahead (see spacing.methods.distill for the timing). The student's
 ``(1 - alpha) * CE + alpha * soft(T) + beta * ||proj(f_student) - f_teacher||`` where f are the
 pooled penultimate features and proj a small MLP to the teacher's feature size.
 
+The matched-lead control (``method.control=matched``, kind ``matched_lead``) is massed online KD
+whose teacher is S steps ahead (``method.teacher_lead``) on a stream of its own: the training split
+in another order (:class:`OwnStream`), so the student's batch is not one the teacher learned S steps
+before. The student still reads the run's stream, S steps behind the teacher, so every
+distillation falls at the step, teacher lead, learning rate and epoch boundary of the spaced
+cell's: with ``method.teacher_stream=student`` the control trains exactly as that cell.
+
 Offline KD (``interval=inf``) trains in two phases, as users and the paper know it: the teacher
 trains all ``trainer.epochs`` epochs first; then the student trains as many epochs, with its own
 LR schedule, against the frozen teacher in eval mode. The run therefore has 2 x trainer.epochs
@@ -15,6 +22,7 @@ epochs, each evaluated.
 from __future__ import annotations
 
 import contextlib
+import copy
 from itertools import chain
 from typing import ClassVar
 
@@ -23,9 +31,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spacing.config import OnlineKDConfig
-from spacing.data import Batch
+from spacing.data import Batch, TrainStream, derive_seed
 from spacing.methods.base import MethodContext, StepStats
 from spacing.methods.distill import SpacedDistillation, feature_loss, frozen_bn_stats, soft_loss
+
+
+TEACHER_STREAM = 0x7EAC
+"""Mixed into the run's seed for the order of a leading teacher's own stream."""
+
+
+class OwnStream:
+    """The teacher's own stream: the run's training batches (same data, batch size, augmentation) in
+    another order, that of the stream seeded with `seed`; batch `step` (0-based, over all epochs)."""
+
+    def __init__(self, stream: TrainStream, seed: int) -> None:
+        self.stream = stream
+        self.order = copy.copy(stream)
+        self.order.seed = seed
+        self.epoch: int | None = None
+        self.plan: list[tuple[Tensor, int]] = []
+
+    def batch(self, step: int) -> Batch:
+        epoch, position = divmod(step, self.stream.steps_per_epoch)
+        if epoch != self.epoch:
+            self.epoch, self.plan = epoch, list(self.order.plan(epoch))
+        return self.stream.rebuild(*self.plan[position])
 
 
 class OnlineKD(SpacedDistillation):
@@ -50,6 +80,15 @@ class OnlineKD(SpacedDistillation):
         self.student_optimizer = ctx.build_optimizer(chain(self.student.parameters(), self.projection.parameters()))
         self.fresh_outputs: tuple[Tensor, Tensor] | None = None
         """The teacher's logits and features of the latest fresh batch, from before its step on it."""
+        self.teacher_stream: OwnStream | None = None
+        """With a teacher lead: the stream the teacher learns from (the student reads the run's)."""
+        if cfg.teacher_lead:
+            own = cfg.teacher_stream == "own"
+            self.teacher_stream = OwnStream(ctx.stream, derive_seed(ctx.stream.seed, TEACHER_STREAM) if own else ctx.stream.seed)
+
+    @property
+    def lead(self) -> int | None:
+        return self.cfg.teacher_lead or None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher, "student": self.student, "projection": self.projection}
@@ -126,6 +165,8 @@ class OnlineKD(SpacedDistillation):
         return {**stats, **self._student_step(batch, logits, features)}
 
     def fresh_step(self, batch: Batch, distilled_now: bool) -> dict[str, StepStats]:
+        if self.teacher_stream is not None and not self.following:
+            batch = self.teacher_stream.batch(self.fresh_steps - 1)
         return self._teacher_step(batch)
 
     def replay_step(self, batch: Batch) -> dict[str, StepStats]:

@@ -107,6 +107,25 @@ def test_beats_massed_but_not_its_control_says_where_the_gain_comes_from(tmp_pat
             "5 paired seeds): here the gain comes from the longer averaging horizon.") in line
 
 
+def test_spaced_kd_against_its_matched_lead_control_names_the_teachers_lead(tmp_path, write_run, make_record):
+    # online KD's control keeps the teacher S steps ahead on its own stream: no better than it means the lead did it
+    cells = {(0.0, None): MASSED, (1.0, None): _shifted(3.0), (0.0, 1.0): _shifted(4.5)}
+    for (interval, controls), by_seed in cells.items():
+        control = None if controls is None else {"kind": "matched_lead", "interval": controls, "strength": 0.3}
+        for seed, test in by_seed.items():
+            record = make_record("online_kd", interval, 0.3, seed, {}, metrics=_metrics(test, "student"),
+                                 strength_name="alpha", main_target="student", control=control)
+            record["counters"] = {"teacher_lead_min": 0, "teacher_lead_max": 0 if interval == 0 and control is None else 9}
+            write_run(tmp_path / f"{interval}-{controls}-{seed}", record)
+    over, over_low, over_high = _ci(cells[(1.0, None)], cells[(0.0, 1.0)])
+    line = _verdict(tmp_path)
+    assert line.startswith("Spaced online KD, alpha 0.3 (s = 1, chosen on validation) beats massed by 3.00 points (95 % CI ")
+    assert (f" but not its matched-lead control ({over:+.2f} points, 95 % CI {over_low:+.2f} to {over_high:+.2f}, "
+            "5 paired seeds): here the gain comes from the teacher's lead.") in line
+    gains = load([tmp_path]).gains
+    assert sorted(gains["comparison"]) == ["control:matched_lead", "massed"]
+
+
 def test_an_interval_that_holds_zero_is_no_detectable_difference(tmp_path, write_run, make_record):
     spaced = {seed: value + 5 * NOISE[seed] for seed, value in MASSED.items()}
     _write(tmp_path, write_run, make_record, {0.0: MASSED, 0.5: spaced})

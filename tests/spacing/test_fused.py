@@ -93,6 +93,18 @@ def test_fused_kd_curve_massed_spaced_and_offline_equals_its_separate_runs(tmp_p
 
 
 @pytest.mark.slow
+def test_fused_kd_controls_share_their_own_teacher_and_equal_their_separate_runs(tmp_path: Path) -> None:
+    # the matched-lead controls' teacher reads a stream derived from the seed alone, so one teacher serves them all
+    controls = [("method.interval=0.5", "method.control=matched"), ("method.interval=1", "method.control=matched")]
+    separate, fused = separate_and_fused(tmp_path, "online_kd", controls)
+    for alone, together in zip(separate, fused):
+        assert numbers(together) == numbers(alone), together
+    records = [json.loads((cell / "result.json").read_text()) for cell in fused]
+    assert [record["control"]["kind"] for record in records] == ["matched_lead"] * 2
+    assert records[0]["fused"]["cells"] == 2
+
+
+@pytest.mark.slow
 def test_a_group_killed_between_two_cells_checkpoints_resumes_to_the_uninterrupted_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

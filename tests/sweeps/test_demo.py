@@ -30,3 +30,21 @@ def test_the_demo_sweep_ends_with_its_verdict(tmp_path):
     assert "best on test" in verdict and verdict.endswith(" CPU-hours.")
     assert "subsetted" not in done.stdout + done.stderr  # no font-embedding chatter buries it
     assert verdict.strip() in (sweep / "analysis" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "cells", "control"), [("demo_kd", 4, "matched-lead"), ("demo_dropout", 3, "matched-rate")])
+def test_the_kd_and_dropout_demos_end_with_a_verdict_over_massed_and_the_control(tmp_path, name, cells, control):
+    # cut down to massed and s = 0.5 (and offline KD), two seeds, two epochs: each spaced cell beside its control
+    sweep = tmp_path / name
+    intervals = "0,0.5,inf" if name == "demo_kd" else "0,0.5"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", f"+sweep={name}", "trainer.epochs=2", f"method.interval={intervals}",
+         "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"sweep {sweep}: {2 * cells} cells, {2 * cells} completed" in done.stdout
+    verdict = done.stdout.split("interval chosen on validation):\n")[1].splitlines()[0]
+    assert verdict.startswith("  Spaced ") and " (s = 0.5, chosen on validation) " in verdict
+    assert f" its {control} control " in verdict and verdict.count(", 2 paired seeds)") == 2

@@ -54,6 +54,30 @@ def test_a_kd_curve_fuses_its_intervals_offline_included_and_only_the_varying_ke
     assert jobs[0].overrides[-1] == "fused_cells=[{interval:0.0},{interval:1.5},{interval:inf}]"
 
 
+def test_kd_controls_form_a_group_of_their_own_per_seed_and_the_plan_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    cells = grid("method=online_kd", "method.interval=0,0.5,1", "seed=0,1", controls=True)
+    controls = [i for i, cell in enumerate(cells) if cell[-1] == "method.control=matched"]
+    assert len(controls) == 4  # one per spaced cell; massed has none
+    by_seed = [[i for i in positions if f"seed={seed}" in cells[i]] for seed in (0, 1) for positions in
+               ([i for i in range(len(cells)) if i not in controls], controls)]
+    assert sorted(job.cells for job in jobs_of(cells)) == sorted(tuple(positions) for positions in by_seed)
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "method=online_kd", "method.interval=0,0.5", "dataset=synthetic", "hydra.sweeper.controls=true",
+                 "hydra.sweeper.fuse=true", "hydra.sweep.dir=sweep"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: the matched_lead controls of online_kd train in fused groups of their own, apart from their "
+                     "spaced cells: a control's teacher reads its own data stream, not its spaced cell's, so it shares "
+                     "no trajectory with that cell's group; the controls of one seed share one teacher and fuse with each other."]
+
+
+def test_kd_cells_that_replay_in_rounds_get_no_control() -> None:
+    assert grid("method=online_kd", "method.interval=0.5", "method.replay=rounds", controls=True) == [
+        ["method=online_kd", "method.interval=0.5", "method.replay=rounds"]]
+    assert len(grid("method=online_kd", "method.schedule=random", controls=True)) == 1
+
+
 @pytest.mark.parametrize(
     "overrides",
     [

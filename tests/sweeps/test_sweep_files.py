@@ -72,7 +72,20 @@ def test_demo_grid_is_an_ema_interval_curve_with_controls_and_seeds_on_offline_d
     assert cfg.trainer.threads == 1
 
 
-FUSED_BY_DEFAULT = {"demo", "ema_grid", "online_kd_curve"}
+@pytest.mark.parametrize(("name", "method", "intervals"), [("demo_kd", "online_kd", ["0", "0.5", "1", "inf"]),
+                                                        ("demo_dropout", "dropout", ["0", "0.5", "1"])])
+def test_kd_and_dropout_demos_are_interval_curves_with_controls_and_seeds_on_offline_data(
+    name: str, method: str, intervals: list[str]
+) -> None:
+    cfg = compose_sweep(name)
+    params = grid(cfg)
+    assert params["method.interval"] == intervals and len(params["seed"]) == 10
+    assert (cfg.method.name, cfg.dataset.name, cfg.model.name, cfg.trainer.device) == (method, "digits", "small_cnn", "cpu")
+    assert cfg.hydra.sweeper.controls is True and cfg.trainer.threads == 1
+    assert (cfg.dataset.label_noise, cfg.dataset.train_fraction, cfg.model.width) == (0.4, 0.5, 16)
+
+
+FUSED_BY_DEFAULT = {"demo", "demo_kd", "ema_grid", "online_kd_curve"}
 """The grids whose cells share training trajectories (EMA, online KD): fused unless told otherwise."""
 
 
