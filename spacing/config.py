@@ -406,7 +406,8 @@ class DistillConfig(MethodConfig):
 
 @dataclass
 class OnlineKDConfig(DistillConfig):
-    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late.
+    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late
+    (the matched-lead control gives the teacher a stream of its own, see `teacher_lead`).
 
     interval=inf is offline KD: the teacher trains all its epochs first, then the student trains
     as many against the frozen teacher (a run of 2 x trainer.epochs epochs); interval 0 is
