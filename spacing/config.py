@@ -62,7 +62,9 @@ class AugmentConfig:
     """Train-time augmentation, applied to whole batches (see spacing.data.augment)."""
 
     crop_padding: int = 0
+    """Pixels of padding around each image before a random crop back to its size; 0 = no crop."""
     hflip: bool = False
+    """Mirror each image left-right with probability 1/2."""
     rotation: float = 0.0
     """Largest rotation in degrees; each image turns by an angle drawn uniformly in [-rotation, rotation]."""
     cutout: int = 0
@@ -85,19 +87,22 @@ class AugmentConfig:
 
 @dataclass
 class DatasetConfig:
-    """Where the data comes from and how it is split; `name` selects the loader.
-
-    `root` null means ``$SPACING_DATA/<name>``, or ``~/.cache/spacing/<name>`` without that
-    variable. `loader` is `fast` (batches augmented on the training device) or `torchvision`
-    (per-image PIL transforms in DataLoader workers, for checking equivalence).
-    """
+    """Where the data comes from and how it is split; `name` selects the loader."""
 
     name: str = MISSING
+    """The data set's loader (`spacing.data.DATASETS`); each option file in `conf/dataset/` sets it."""
     root: str | None = None
+    """Folder of the data set's files; null: `$SPACING_DATA/<name>`, else `~/.cache/spacing/<name>`."""
     download: bool = True
+    """Fetch missing files on first use; false: stop with one sentence that names the file to place."""
     loader: str = "fast"
+    """fast: batches augmented on the training device; torchvision: per-image PIL transforms in
+    DataLoader workers (to check that both give the same batches)."""
     workers: int = 2
+    """DataLoader processes of `loader=torchvision`."""
     val_fraction: float = 0.1
+    """Share of the training split held out for validation (drawn with `split_seed`); 0 = no validation
+    split, and then no `test_acc_at_best_val`."""
     split_seed: int = 0
     """Seeds every split of the data: validation holdout, train_fraction subset, label_noise."""
     train_fraction: float = 1.0
@@ -107,7 +112,7 @@ class DatasetConfig:
     """Fraction of training labels moved to a uniformly drawn other class (symmetric label
     noise); validation and test labels are never touched."""
     mean: list[float] | None = None
-    """Per-channel normalisation mean in [0, 1]; null: the data set's own (see README)."""
+    """Per-channel normalisation mean in [0, 1]; null: the data set's own (see docs/data-and-models.md)."""
     std: list[float] | None = None
     """Per-channel normalisation standard deviation; null: the data set's own."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -147,11 +152,18 @@ class SyntheticDatasetConfig(DatasetConfig):
     """Generated class-prototype images: learnable, instant, no files (for tests and smoke runs)."""
 
     num_classes: int = 4
+    """Classes of generated prototypes (`dataset=synthetic` only)."""
     train_size: int = 512
+    """Generated training images (`dataset=synthetic` only)."""
     test_size: int = 256
+    """Generated test images (`dataset=synthetic` only)."""
     image_size: int = 8
+    """Side of the square images in pixels (`dataset=synthetic` only)."""
     channels: int = 1
+    """1 (grey) or 3 (colour) (`dataset=synthetic` only)."""
     noise: float = 0.35
+    """Standard deviation of the Gaussian pixel noise added to each prototype, on the [0, 1] scale
+    (`dataset=synthetic` only)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,10 +176,13 @@ class SyntheticDatasetConfig(DatasetConfig):
 
 @dataclass
 class ModelConfig:
-    """Architecture choice; `width` is the channel count of the first stage (null: the model's own default)."""
+    """Architecture choice and its width."""
 
     name: str = MISSING
+    """The architecture (`spacing.models.MODELS`); each option file in `conf/model/` sets it."""
     width: int | None = None
+    """Channels of the first stage (what it scales per architecture: see Datasets and models); null: the
+    architecture's default."""
 
     def __post_init__(self) -> None:
         _require(self.width is None or self.width >= 1, f"model.width must be >= 1; got {self.width}.")
@@ -175,24 +190,27 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """What every method shares: when its ensemble is refreshed, and whether the run is a control.
-
-    `interval` is in epochs (0 = massed: every step; inf = offline, online KD only); `schedule` is
-    `periodic` (every int(interval * steps_per_epoch) steps) or `random` (see spacing.schedule).
+    """What every method shares: when its ensemble is refreshed (see spacing.schedule), and whether the run
+    is a control.
 
     A method's own config subclasses this and gives `name` its method's name as default: that
     makes it the method's schema and its option ``method=<name>`` (see :func:`method_schemas`).
 
     `control=matched` makes the run the control of the spaced cell its other keys name: a massed
     run that matches what the spaced cell changes besides the spacing (EMA: the averaging
-    horizon; dropout: the mean rate). Each method's schema declares its control's `control_kind`
+    horizon; dropout: the mean rate; online KD: the teacher's lead). Each method's schema declares its control's `control_kind`
     and derives the massed config in :meth:`matched_control`; a method without a control has
     `control_kind` None.
     """
 
     name: str = MISSING
+    """The method (`spacing.methods.METHODS`); each method's schema gives it as default."""
     interval: float = 0.0
+    """Epochs between refreshes of the ensemble: 0 = massed (every step), s > 0 = spaced
+    (every int(s x steps_per_epoch) steps), inf = offline (online KD only)."""
     schedule: str = "periodic"
+    """periodic: a refresh every S steps, strength multiplier |sin(pi t / S)|; random: gaps drawn
+    uniformly up to `random_max_gap`, multiplier U(0, 1)."""
     random_max_gap: float = 0.4
     """With schedule=random, gaps between refreshes are drawn uniformly in [1, random_max_gap epochs] steps."""
     control: str = "none"
@@ -203,7 +221,7 @@ class MethodConfig:
 
     fusable_keys: ClassVar[tuple[str, ...]] = ()
     """The ``method.`` keys in which the cells of one fused group may differ (they share one training
-    trajectory, see README, Fused runs); empty: the method changes training itself and cannot fuse."""
+    trajectory, see docs/sweeps.md, Fused runs); empty: the method changes training itself and cannot fuse."""
 
     control_apart: ClassVar[str | None] = None
     """For a method that fuses but whose control runs cannot join their spaced cell's group (``control``
@@ -227,7 +245,7 @@ class MethodConfig:
         if self.control == "matched":
             _require(
                 self.control_kind is not None,
-                f"method.control=matched: {self.name} has no control run (see README, Controls); use method.control=none.",
+                f"method.control=matched: {self.name} has no control run (see docs/controls.md); use method.control=none.",
             )
             _require(
                 self.schedule == "random" or 0 < self.interval < math.inf,
@@ -264,6 +282,7 @@ class DropoutConfig(MethodConfig):
 
     name: str = "dropout"
     p: float = 0.5
+    """Dropout rate at full strength; the schedule's multiplier scales it."""
     variant: str = "standard"
     """standard (zero random units, rescale), max (zero the most active units), cutout (input-level holes)."""
     max_scope: str = "sample"
@@ -281,8 +300,11 @@ class DropoutConfig(MethodConfig):
     """BatchNorm statistics the model is evaluated with: recompute (the exact statistics of the
     network as evaluated, i.e. without dropout unless eval_dropout, on `recompute_batches` train
     batches before each evaluation) or running (those gathered in training under dropout, as the
-    paper's code: their variance shift with the rate at the end of the epoch, see README)."""
+    paper's code: their variance shift with the rate at the end of the epoch, see docs/controls.md,
+    Defaults that could make or hide an effect)."""
     recompute_batches: int = 20
+    """Train batches of the epoch on which BatchNorm statistics are recomputed before each evaluation
+    (with `eval_bn=recompute`)."""
 
     control_kind: ClassVar[str | None] = "matched_rate"
 
@@ -317,12 +339,16 @@ class EmaConfig(MethodConfig):
 
     name: str = "ema"
     decay: float = 0.999
+    """Weight of the old shadow at each refresh:
+    `theta_ema <- decay * theta_ema + (1 - decay) * theta`."""
     buffers: str = "recompute"
     """BatchNorm running stats of the shadow: recompute (the statistics of the shadow's own weights,
     from train batches before each evaluation, as SWA), average (like the weights: wrong when the
-    shadow is refreshed rarely, see README), copy (from the model), or none (never updated: the
+    shadow is refreshed rarely, see docs/methods.md), copy (from the model), or none (never updated: the
     paper's parameters-only average)."""
     recompute_batches: int = 20
+    """Train batches of the epoch on which the shadow's BatchNorm statistics are recomputed before each
+    evaluation (with `buffers=recompute`)."""
     eval_train_mode: bool = False
     """The paper's code evaluated both models in train mode (batch statistics on test batches)."""
 
@@ -348,6 +374,7 @@ class DistillConfig(MethodConfig):
     alpha: float = 0.3
     """Weight of the soft (teacher) loss; the hard cross-entropy gets 1 - alpha."""
     temperature: float = 3.0
+    """Softmax temperature T of the soft loss."""
     beta: float = 0.03
     """Weight of the feature loss (L2 norm of the feature difference over the batch)."""
     soft_loss: str = "kl"
@@ -379,7 +406,8 @@ class DistillConfig(MethodConfig):
 
 @dataclass
 class OnlineKDConfig(DistillConfig):
-    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late.
+    """Online KD: a teacher and a student trained on one stream; the student replays it S steps late
+    (the matched-lead control gives the teacher a stream of its own, see `teacher_lead`).
 
     interval=inf is offline KD: the teacher trains all its epochs first, then the student trains
     as many against the frozen teacher (a run of 2 x trainer.epochs epochs); interval 0 is
@@ -491,19 +519,35 @@ class TrainerConfig:
     """The optimisation recipe shared by all methods (paper: SGD 0.9, wd 5e-4, lr 0.01)."""
 
     epochs: int = 10
+    """Training epochs (an offline KD run trains twice as many: the teacher's, then the student's)."""
     batch_size: int = 128
+    """Training batch size."""
     eval_batch_size: int = 512
+    """Batch size of validation and test forwards; it changes the numbers only with
+    `method.eval_dropout` or `method.eval_train_mode`."""
     lr: float = 0.01
+    """SGD learning rate."""
     momentum: float = 0.9
+    """SGD momentum."""
     weight_decay: float = 5e-4
+    """SGD weight decay."""
     nesterov: bool = False
+    """Nesterov momentum (the dropout script's)."""
     lr_schedule: str = "constant"
+    """Stepped once per epoch: constant, multistep (times `gamma` at each of `milestones`), cosine (to 0
+    over the run)."""
     milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
+    """Epochs at which `lr_schedule=multistep` multiplies the lr by `gamma`."""
     gamma: float = 0.2
+    """Factor of each multistep decay."""
     device: str = "auto"
+    """auto (a GPU no other run here holds, else the CPU), cpu, cuda, or cuda:N."""
     log_every: int = 20
+    """Steps between progress-bar updates, NaN checks and tracker reads (each a host sync on a GPU)."""
     resume: bool = True
+    """Resume from the run dir's checkpoint when there is one; false: start over."""
     keep_checkpoint: bool = False
+    """Keep `checkpoint.pt` after the run completes."""
     precision: str = "auto"
     """Autocast dtype: auto (bf16 on a GPU that has it, else fp16 on GPU; fp32 on CPU), fp32, bf16, fp16."""
     channels_last: str = "auto"
@@ -511,8 +555,10 @@ class TrainerConfig:
     compile: bool = False
     """torch.compile each model's entry points (forward, features, stage outputs, self-KD exits) as whole graphs."""
     threads: int | None = None
-    """torch's CPU thread count; null: $SLURM_CPUS_PER_TASK in a SLURM task, cores / n_jobs in a
-    local-launcher worker, else torch's default (see spacing.cli.thread_count)."""
+    """torch's CPU thread count; null: the launcher's share, $SLURM_CPUS_PER_TASK in a SLURM task or the
+    CPUs / n_jobs in a local-launcher worker, divided by the cells per task; else torch's default where
+    $OMP_NUM_THREADS is set; else the CPUs free to the process when the run starts: those it may run
+    on, less those other processes keep busy (spacing.cpus.free_cpus; see spacing.cli.thread_count)."""
 
     def __post_init__(self) -> None:
         self.channels_last = str(self.channels_last).lower()
@@ -550,6 +596,7 @@ class TensorBoardConfig:
     """TensorBoard event files in ``<run dir>/tensorboard/<run name>``."""
 
     enabled: bool = False
+    """Send the run to TensorBoard (`logger=tensorboard` sets it)."""
 
 
 @dataclass
@@ -557,9 +604,13 @@ class WandbConfig:
     """Weights & Biases; `offline` writes ``<run dir>/wandb/offline-run-*`` for ``wandb sync`` later."""
 
     enabled: bool = False
+    """Send the run to Weights & Biases (`logger=wandb` sets it)."""
     project: str = "spacing"
+    """W&B project."""
     entity: str | None = None
+    """W&B entity (user or team); null: your default."""
     mode: str = "offline"
+    """offline (files for `wandb sync` later) or online."""
 
     def __post_init__(self) -> None:
         _require_choice(self.mode, WANDB_MODES, "logger.wandb.mode")
@@ -567,37 +618,40 @@ class WandbConfig:
 
 @dataclass
 class MlflowConfig:
-    """MLflow; without a `tracking_uri`, a local SQLite store in the sweep dir (the run dir for one run)."""
+    """MLflow (see docs/tracking.md for what it receives and where its store lands)."""
 
     enabled: bool = False
+    """Send the run to MLflow (`logger=mlflow` sets it)."""
     tracking_uri: str | None = None
+    """MLflow tracking server; null: a local SQLite store in the sweep dir (the run dir for a single
+    run)."""
 
 
 @dataclass
 class LoggerConfig:
     """Experiment trackers that receive each run (any number at once; result.json is written regardless).
 
-    `group` names the set of runs a tracker shows together (W&B group, MLflow experiment, the
-    `sweep` tag); null: the sweep dir's name in a multirun, none for a single run. Train loss
-    and lr are sent every `trainer.log_every` steps.
+    Train loss and lr are sent every `trainer.log_every` steps.
     """
 
     tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     group: str | None = None
+    """Name of the set of runs a tracker shows together (W&B group, MLflow experiment, `sweep` tag);
+    null: the sweep dir's name in a multirun, none for a single run."""
 
 
 @dataclass
 class ObjectiveConfig:
-    """What a run returns to a Hydra sweeper (Optuna, Nevergrad, Ax): one validation metric of one target.
-
-    `metric` is a result.json metric measured on the validation split (model selection never
-    looks at test); `target` null means the method's main target.
-    """
+    """What a run returns to a Hydra sweeper (Optuna, Nevergrad, Ax): one validation metric of one target
+    (model selection never looks at test)."""
 
     metric: str = "val_acc"
+    """The validation metric a run returns to a Hydra sweeper: val_acc (final epoch) or best_val_acc.
+    Never a test metric."""
     target: str | None = None
+    """The target it is read from; null: the method's main target."""
 
     def __post_init__(self) -> None:
         _require_choice(self.metric, VALIDATION_METRICS, "objective.metric")
@@ -614,6 +668,8 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
+    """Seeds python, numpy and torch: the initial weights, the data order and every random draw of a
+    schedule."""
     fused_cells: list[dict[str, Any]] = field(default_factory=list)
     """Set by the grid sweeper (``hydra.sweeper.fuse=true``), not by hand: this job is a fused group,
     and each entry is one of its cells, as the values of the method's fusable keys in which the
@@ -636,8 +692,8 @@ class Config:
             return
         _require(
             method.fusable(),
-            f"fused_cells: this {method.name} config cannot share its training trajectory (see README, Sweeps: "
-            "fused cells); run its cells unfused (hydra.sweeper.fuse=false).",
+            f"fused_cells: this {method.name} config cannot share its training trajectory (see docs/sweeps.md, "
+            "Fused cells); run its cells unfused (hydra.sweeper.fuse=false).",
         )
         for cell in self.fused_cells:
             for key in cell:

@@ -6,9 +6,8 @@ dataclasses and writes one table per config node: the key, its default, the valu
 cannot drift from the schema: ``tests/docs/test_config_reference.py`` fails when the committed
 page differs from :func:`render`, or when a field has no text.
 
-A key's text is its field docstring in ``spacing/config.py``. Keys that have none there yet take
-theirs from :data:`FIELD_DOCS`; the test refuses an entry there for a key that has a docstring, so
-each text lives in one place. Regenerate the page with::
+A key's text is its field docstring in ``spacing/config.py`` (the string literal under the field), so
+each text lives in one place, beside the field it describes. Regenerate the page with::
 
     python -m spacing.config_reference > docs/reference/config.md
 
@@ -35,70 +34,6 @@ import spacing.config as schema
 from spacing.config import method_schemas
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-FIELD_DOCS: dict[str, str] = {
-    "dataset.name": "The data set's loader (`spacing.data.DATASETS`); each option file in `conf/dataset/` sets it.",
-    "dataset.root": "Folder of the data set's files; null: `$SPACING_DATA/<name>`, else `~/.cache/spacing/<name>`.",
-    "dataset.download": "Fetch missing files on first use; false: stop with one sentence that names the file to place.",
-    "dataset.loader": "fast: batches augmented on the training device; torchvision: per-image PIL transforms in "
-    "DataLoader workers (to check that both give the same batches).",
-    "dataset.workers": "DataLoader processes of `loader=torchvision`.",
-    "dataset.val_fraction": "Share of the training split held out for validation (drawn with `split_seed`); "
-    "0 = no validation split, and then no `test_acc_at_best_val`.",
-    "dataset.augment.crop_padding": "Pixels of padding around each image before a random crop back to its size; 0 = no crop.",
-    "dataset.augment.hflip": "Mirror each image left-right with probability 1/2.",
-    "dataset.num_classes": "Classes of generated prototypes (`dataset=synthetic` only).",
-    "dataset.train_size": "Generated training images (`dataset=synthetic` only).",
-    "dataset.test_size": "Generated test images (`dataset=synthetic` only).",
-    "dataset.image_size": "Side of the square images in pixels (`dataset=synthetic` only).",
-    "dataset.channels": "1 (grey) or 3 (colour) (`dataset=synthetic` only).",
-    "dataset.noise": "Standard deviation of the Gaussian pixel noise added to each prototype, on the [0, 1] "
-    "scale (`dataset=synthetic` only).",
-    "model.name": "The architecture (`spacing.models.MODELS`); each option file in `conf/model/` sets it.",
-    "model.width": "Channels of the first stage (what it scales per architecture: see Datasets and models); "
-    "null: the architecture's default.",
-    "method.name": "The method (`spacing.methods.METHODS`); each method's schema gives it as default.",
-    "method.interval": "Epochs between refreshes of the ensemble: 0 = massed (every step), s > 0 = spaced "
-    "(every int(s x steps_per_epoch) steps), inf = offline (online KD only).",
-    "method.schedule": "periodic: a refresh every S steps, strength multiplier |sin(pi t / S)|; random: gaps "
-    "drawn uniformly up to `random_max_gap`, multiplier U(0, 1).",
-    "method.p": "Dropout rate at full strength; the schedule's multiplier scales it.",
-    "method.recompute_batches": "Train batches of the epoch on which BatchNorm statistics are recomputed before "
-    "each evaluation (dropout: `eval_bn=recompute`; EMA: `buffers=recompute`).",
-    "method.decay": "Weight of the old shadow at each refresh: `theta_ema <- decay * theta_ema + (1 - decay) * theta`.",
-    "method.temperature": "Softmax temperature T of the soft loss.",
-    "trainer.epochs": "Training epochs (an offline KD run trains twice as many: the teacher's, then the student's).",
-    "trainer.batch_size": "Training batch size.",
-    "trainer.eval_batch_size": "Batch size of validation and test forwards; it changes the numbers only with "
-    "`method.eval_dropout` or `method.eval_train_mode`.",
-    "trainer.lr": "SGD learning rate.",
-    "trainer.momentum": "SGD momentum.",
-    "trainer.weight_decay": "SGD weight decay.",
-    "trainer.nesterov": "Nesterov momentum (the dropout script's).",
-    "trainer.lr_schedule": "Stepped once per epoch: constant, multistep (times `gamma` at each of `milestones`), "
-    "cosine (to 0 over the run).",
-    "trainer.milestones": "Epochs at which `lr_schedule=multistep` multiplies the lr by `gamma`.",
-    "trainer.gamma": "Factor of each multistep decay.",
-    "trainer.device": "auto (a GPU no other run here holds, else the CPU), cpu, cuda, or cuda:N.",
-    "trainer.log_every": "Steps between progress-bar updates, NaN checks and tracker reads (each a host sync on a GPU).",
-    "trainer.resume": "Resume from the run dir's checkpoint when there is one; false: start over.",
-    "trainer.keep_checkpoint": "Keep `checkpoint.pt` after the run completes.",
-    "logger.group": "Name of the set of runs a tracker shows together (W&B group, MLflow experiment, `sweep` tag); "
-    "null: the sweep dir's name in a multirun, none for a single run.",
-    "logger.tensorboard.enabled": "Send the run to TensorBoard (`logger=tensorboard` sets it).",
-    "logger.wandb.enabled": "Send the run to Weights & Biases (`logger=wandb` sets it).",
-    "logger.wandb.project": "W&B project.",
-    "logger.wandb.entity": "W&B entity (user or team); null: your default.",
-    "logger.wandb.mode": "offline (files for `wandb sync` later) or online.",
-    "logger.mlflow.enabled": "Send the run to MLflow (`logger=mlflow` sets it).",
-    "logger.mlflow.tracking_uri": "MLflow tracking server; null: a local SQLite store in the sweep dir "
-    "(the run dir for a single run).",
-    "objective.metric": "The validation metric a run returns to a Hydra sweeper: val_acc (final epoch) or "
-    "best_val_acc. Never a test metric.",
-    "objective.target": "The target it is read from; null: the method's main target.",
-    "seed": "Seeds python, numpy and torch: the initial weights, the data order and every random draw of a schedule.",
-}
-"""Texts of the keys whose field in spacing/config.py has no docstring yet (move them there in time)."""
 
 
 @dataclass(frozen=True)
@@ -207,30 +142,13 @@ def _declaring_class(cls: type, name: str) -> type:
 
 
 def documentation(section: Section, f: dataclasses.Field) -> str:
-    """The key's text: its docstring in spacing/config.py, else its FIELD_DOCS entry, else empty."""
-    own = docstrings().get((_declaring_class(section.schema, f.name).__name__, f.name))
-    return own or FIELD_DOCS.get(section.prefix + f.name, "")
+    """The key's text: its docstring in spacing/config.py, or empty where it has none."""
+    return docstrings().get((_declaring_class(section.schema, f.name).__name__, f.name), "")
 
 
 def undocumented() -> list[str]:
-    """Keys with neither a docstring nor a FIELD_DOCS entry."""
+    """Keys whose field has no docstring."""
     return [section.prefix + f.name for section in sections() for f in fields(section) if not documentation(section, f)]
-
-
-def documented_twice() -> list[str]:
-    """FIELD_DOCS keys that also have a docstring, or that name no field at all."""
-    keyed = {section.prefix + f.name: section for section in sections() for f in fields(section)}
-    names = docstrings()
-    twice = []
-    for key in FIELD_DOCS:
-        section = keyed.get(key)
-        if section is None:
-            twice.append(key)
-            continue
-        f = next(f for f in fields(section) if section.prefix + f.name == key)
-        if (_declaring_class(section.schema, f.name).__name__, f.name) in names:
-            twice.append(key)
-    return twice
 
 
 def accepted_values() -> dict[str, list[str]]:

@@ -39,9 +39,10 @@ def warp(images: Tensor, padding: int, offsets: Tensor, flip: Tensor, degrees: T
     Image i is padded by `padding` and cut at window offset `offsets[i]` = (dy, dx) in
     [0, 2 * padding], mirrored left-right where `flip[i]`, then turned counter-clockwise by
     `degrees[i]` about its centre with nearest-pixel sampling; pixels from outside the image
-    are `fill`. The rotation uses
-    torchvision's sampling grid (pixel centres, ties rounded to even), so a turned image equals
-    ``torchvision.transforms.v2.functional.rotate`` with nearest interpolation.
+    are `fill`. The rotation uses torchvision's sampling grid (pixel centres, ties rounded to
+    even), so a turned image matches ``torchvision.transforms.v2.functional.rotate`` with nearest
+    interpolation in all but a few pixels, not bit for bit (the measured figures are in
+    docs/data-and-models.md).
     """
     n, c, h, w = images.shape
     device = images.device

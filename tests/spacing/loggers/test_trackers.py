@@ -1,6 +1,6 @@
 """Each tracker, installed, receives what the run record says: read back with its own reader.
 
-One sweep of two short digits runs goes through the README's command with all installed
+One sweep of two short digits runs goes through the command of docs/tracking.md with all installed
 trackers; TensorBoard's EventAccumulator, W&B's transaction-log reader (``wandb leet inspect``)
 and MLflow's client on the local store must each show the config, the per-epoch series equal
 to history.csv, the final metrics, the sweep's grouping and the run's output dir.
@@ -41,7 +41,7 @@ def needs(tracker: str) -> pytest.MarkDecorator:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's command, shrunk: a multirun of two seeds into every installed tracker."""
+    """The command of docs/tracking.md, shrunk: a multirun of two seeds into every installed tracker."""
     if not INSTALLED:
         pytest.skip("no tracker package is installed (pip install -e \".[trackers]\")")
     sweep_dir = tmp_path_factory.mktemp("trackers") / "readme_sweep"
