@@ -52,7 +52,7 @@ VALIDATION_METRICS = ("val_acc", "best_val_acc")
 INITIAL_WEIGHT_LIMIT = 0.05
 """A weight average (EMA's shadow; counter ``<target>_initial_weight``) still holding more than this share
 of its initial weights measures too few refreshes, not spacing: ``spacing plan`` predicts it, analysis
-names such cells and never chooses them (README, "The main job")."""
+names such cells and never chooses them (docs/controls.md)."""
 
 FUSED_FIELDS = ("group", "cells", "cost_share")
 """result.json's ``fused``, an object with these keys for a cell trained in a fused group (null for a run

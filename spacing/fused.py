@@ -81,7 +81,7 @@ def check_group(configs: Sequence[Config], dicts: Sequence[dict[str, Any]], out_
     if not METHODS[name].shared_targets or not type(configs[0].method).fusable_keys:
         raise ConfigError(
             f"method={name} cannot run fused: it changes training itself, so its cells share no trajectory "
-            "(see README, Fused runs); run its cells separately."
+            "(see docs/sweeps.md, fused runs); run its cells separately."
         )
     for config, out_dir in zip(configs, out_dirs):
         if not config.method.fusable():
