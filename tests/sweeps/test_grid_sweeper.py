@@ -51,7 +51,8 @@ def test_methods_without_a_control_offline_cells_and_explicit_controls_get_none(
     assert cells_of("method=online_kd", "method.interval=0,1.5,inf") == [
         ["method=online_kd", "method.interval=0"],
         ["method=online_kd", "method.interval=1.5"],
-        ["method=online_kd", "method.interval=inf"],
+        ["method=online_kd", "method.interval=1.5", "method.control=matched"],  # its matched-lead control (issue 25)
+        ["method=online_kd", "method.interval=inf"],  # offline: no control
     ]
     assert cells_of("method=self_kd", "method.interval=4") == [["method=self_kd", "method.interval=4"]]
     assert cells_of("method=baseline") == [["method=baseline"]]
