@@ -125,6 +125,15 @@ def test_the_cells_of_a_task_train_at_once_and_a_stopped_launch_resumes_each_on_
     assert sorted(set(logged)) == list(range(1, long_epochs + 1))
 
 
+def long_cell_training(sweep: Path, epochs: int) -> Path | None:
+    """The sweep's 12-epoch seed-0 cell once it has trained `epochs` epochs, else None."""
+    for cell in cells(sweep):
+        record = (cell / "result.json").exists() and read_record(cell)
+        if record and record["config"]["trainer"]["epochs"] == 12 and record["seed"] == 0:
+            return cell if len(history_epochs(cell)) >= epochs else None
+    return None
+
+
 def test_a_killed_cell_process_is_lost_at_once_and_the_other_cells_complete(tmp_path: Path) -> None:
     """n_jobs=2 workers of 2 cells each (issue 27: this launch once hung). One long cell's process is killed
     mid-run: within seconds its marker says lost, the three others complete, and the launch exits 4 naming it."""
@@ -134,14 +143,7 @@ def test_a_killed_cell_process_is_lost_at_once_and_the_other_cells_complete(tmp_
             f"hydra.sweep.dir={sweep}")
     driver = launch_in_background(*args, cwd=tmp_path)
     try:
-        def long_cell_training() -> Path | None:
-            for cell in cells(sweep):
-                record = (cell / "result.json").exists() and read_record(cell)
-                if record and record["config"]["trainer"]["epochs"] == 12 and record["seed"] == 0:
-                    return cell if history_epochs(cell) else None
-            return None
-
-        killed = wait_for(long_cell_training, 300, "the long seed-0 cell to train an epoch")
+        killed = wait_for(lambda: long_cell_training(sweep, 1), 300, "the long seed-0 cell to train an epoch")
         os.kill(marker(killed)["pid"], signal.SIGKILL)
         wait_for(lambda: marker(killed)["outcome"] == "lost", 10, "the killed cell to be marked lost")
         driver.wait(timeout=600)
@@ -169,14 +171,7 @@ def test_a_killed_worker_costs_no_cell_its_tasks_run_again_and_resume(tmp_path: 
             "hydra/launcher=local", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")
     driver = launch_in_background(*args, cwd=tmp_path)
     try:
-        def long_cell_training() -> Path | None:
-            for cell in cells(sweep):
-                record = (cell / "result.json").exists() and read_record(cell)
-                if record and record["config"]["trainer"]["epochs"] == 12 and record["seed"] == 0:
-                    return cell if len(history_epochs(cell)) >= 2 else None
-            return None
-
-        killed = wait_for(long_cell_training, 300, "the long seed-0 cell to train two epochs")
+        killed = wait_for(lambda: long_cell_training(sweep, 2), 300, "the long seed-0 cell to train two epochs")
         cell_pid = marker(killed)["pid"]
         worker = int(Path(f"/proc/{cell_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the cell's parent
         assert worker != driver.pid
